@@ -72,8 +72,9 @@ class Volume:
 
     def __post_init__(self) -> None:
         if len(self.array.shape) != 3:
+            shape = tuple(self.array.shape)
             raise ShapeMismatchError(
-                f"{self.source}: expected a 3D (z, y, x) volume, got shape {tuple(self.array.shape)}"
+                f"{self.source}: expected a 3D (z, y, x) volume, got shape {shape}"
             )
         object.__setattr__(self, "voxel_size", as_voxel_size(self.voxel_size, self.source))
         object.__setattr__(self, "offset", as_vec3(self.offset, f"offset of {self.source}"))
@@ -125,9 +126,7 @@ class Volume:
             source=self.source,
         )
 
-    def box_nm(
-        self, lo_nm: Sequence[float], hi_nm: Sequence[float]
-    ) -> tuple[slice, slice, slice]:
+    def box_nm(self, lo_nm: Sequence[float], hi_nm: Sequence[float]) -> tuple[slice, slice, slice]:
         """The voxels that together cover the physical box ``[lo_nm, hi_nm)``.
 
         The box may reach outside the volume; read it with :meth:`read_padded`.
@@ -139,7 +138,8 @@ class Volume:
         start = np.floor(self.to_voxel(lo) + 0.5 + 1e-6).astype(np.int64)
         stop = np.ceil(self.to_voxel(hi) + 0.5 - 1e-6).astype(np.int64)
         stop = np.maximum(stop, start)
-        return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))  # type: ignore[return-value]
+        z, y, x = (slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+        return z, y, x
 
     def to_voxel(self, points_nm: np.ndarray) -> np.ndarray:
         """Map physical points (..., 3) in nm to (fractional) voxel coordinates."""
