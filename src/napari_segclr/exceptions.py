@@ -38,3 +38,26 @@ class SegmentationDtypeError(SegclrError, TypeError):
 
 class ShapeMismatchError(SegclrError, ValueError):
     """Two volumes that must cover each other do not, or a crop is out of bounds."""
+
+
+class MorphologyFormatError(SegclrError, ValueError):
+    """A skeleton (SWC, node table) or surface mesh (OBJ) file is malformed."""
+
+
+class CheckpointError(SegclrError, ValueError):
+    """A model checkpoint is missing, is not ours, or does not match its stored config."""
+
+
+class SegmentNotFoundError(SegclrError, KeyError):
+    """The segment id is background (0) or absent where it was looked for."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SegmentTooSmallError(SegclrError, ValueError):
+    """The segment is too small to skeletonise."""
+
+
+class OutputExistsError(SegclrError, FileExistsError):
+    """The output path exists and overwriting it was not asked for, or is unsafe."""
