@@ -138,3 +138,31 @@ def test_written_store_validates_against_the_ngff_models(tmp_path, version):
     write_ome_zarr(volume, tmp_path / "cells.zarr", ngff_version=version)
     # Raises a validation error on a store that breaks the spec.
     models.ImageLabel.from_zarr(zarr.open_group(tmp_path / "cells.zarr", mode="r"))
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_labels_written_beside_the_image_in_lockstep(tmp_path, version):
+    order: list[tuple[str, tuple[int, ...]]] = []
+
+    class Logged(Rendered):
+        def __init__(self, name: str) -> None:
+            super().__init__((20, 30, 36))
+            self.name = name
+
+        def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+            order.append((self.name, tuple(k.start for k in key)))
+            return super().__getitem__(key)
+
+    em = Volume(Logged("em"), voxel_size=(40, 8, 8), offset=(80, 0, 16))
+    seg = Volume(Logged("seg"), voxel_size=(40, 8, 8), offset=(80, 0, 16), kind="labels")
+    out = tmp_path / "scene.ome.zarr"
+    write_ome_zarr(em, out, labels={"cells": seg}, chunks=(8, 16, 16), ngff_version=version)
+    # each box is asked of the image and then at once of its labels
+    assert order[0::2] == [("em", corner) for _, corner in order[1::2]]
+    assert {name for name, _ in order[1::2]} == {"seg"}
+    back = open_volume(out / "labels" / "cells")
+    assert back.kind == "labels"
+    assert back.voxel_size == (40, 8, 8) and back.offset == (80, 0, 16)
+    np.testing.assert_array_equal(
+        back.read([slice(0, 20), slice(0, 30), slice(0, 36)]), seg.array.full()
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ def write_ome_zarr(
     volume: Volume,
     path: str | os.PathLike[str],
     *,
+    labels: Mapping[str, Volume] | None = None,
     chunks: Sequence[int] = (64, 64, 64),
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -35,6 +37,11 @@ def write_ome_zarr(
 
     Parameters
     ----------
+    labels
+        Segmentations of the image, written as OME-Zarr labels under
+        ``path/labels/<name>`` (they reopen as ``open_volume("path/labels/<name>")``).
+        Chunks of the image and its labels are written in lockstep, so a
+        rendered source computes each chunk once.
     chunks
         Chunk shape (z, y, x) in voxels of the written arrays.
     overwrite
@@ -54,42 +61,65 @@ def write_ome_zarr(
     chunk = _chunk_shape(chunks)
     if ngff_version not in ("0.4", "0.5"):
         raise ValueError(f"ngff_version must be '0.4' or '0.5', got {ngff_version!r}")
+    labels = dict(labels or {})
     out = Path(path).expanduser()
-    _prepare_output(out, volume, overwrite=overwrite)
+    for source in (volume, *labels.values()):
+        _prepare_output(out, source, overwrite=overwrite)
     zarr_format = 2 if ngff_version == "0.4" else 3
-    layout = (
-        {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
-        if zarr_format == 2
-        else {"dimension_names": ("z", "y", "x")}
-    )
     root = zarr.open_group(str(out), mode="w-", zarr_format=zarr_format)
+    name = out.name.removesuffix(".zarr").removesuffix(".ome")
+    targets = _add_image(root, volume, name, chunk, ngff_version)
+    if labels:
+        group = root.create_group("labels")
+        names = {"labels": list(labels)}
+        group.attrs.update(names if ngff_version == "0.4" else {"ome": {"version": "0.5", **names}})
+        for label_name, label in labels.items():
+            targets += _add_image(
+                group.create_group(label_name), label, label_name, chunk, ngff_version
+            )
+    # Level by level, box by box, every array in turn: sources rendered on
+    # demand then compute each box once for the image and all its labels.
+    jobs = sorted(
+        (level, b, t, box)
+        for t, (level, array, _) in enumerate(targets)
+        for b, box in enumerate(_chunk_boxes(array.shape, array.chunks))
+    )
+    for done, (_, _, t, box) in enumerate(jobs, start=1):
+        _, array, source = targets[t]
+        array[box] = np.asarray(source[box])
+        if progress is not None:
+            progress(done, len(jobs))
+
+
+def _add_image(
+    group: Any, volume: Volume, name: str, chunk: tuple[int, int, int], version: NgffVersion
+) -> list[tuple[int, Any, Any]]:
+    """Create ``volume``'s multiscale arrays in ``group``: (level, array, source) each."""
     paths = [str(i) for i in range(len(volume.levels))]
-    root.attrs.update(
+    group.attrs.update(
         multiscale_attrs(
             paths,
             volume.level_voxel_sizes,
             volume.level_offsets,
-            name=out.name.removesuffix(".zarr").removesuffix(".ome"),
+            name=name,
             kind=volume.kind,
-            version=ngff_version,
+            version=version,
         )
     )
-    grids = []
-    for name, level in zip(paths, volume.levels, strict=True):
-        shape = tuple(int(n) for n in level.shape)
+    layout = (
+        {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
+        if version == "0.4"
+        else {"dimension_names": ("z", "y", "x")}
+    )
+    targets = []
+    for level, (path, source) in enumerate(zip(paths, volume.levels, strict=True)):
+        shape = tuple(int(n) for n in source.shape)
         level_chunk = tuple(max(1, min(c, n)) for c, n in zip(chunk, shape, strict=True))
-        array = root.create_array(
-            name, shape=shape, dtype=level.dtype, chunks=level_chunk, fill_value=0, **layout
+        array = group.create_array(
+            path, shape=shape, dtype=source.dtype, chunks=level_chunk, fill_value=0, **layout
         )
-        grids.append((array, level, shape, level_chunk))
-    total = sum(int(np.prod(np.ceil(np.divide(s, c)))) for _, _, s, c in grids)
-    done = 0
-    for array, level, shape, level_chunk in grids:
-        for box in _chunk_boxes(shape, level_chunk):
-            array[box] = np.asarray(level[box])
-            done += 1
-            if progress is not None:
-                progress(done, total)
+        targets.append((level, array, source))
+    return targets
 
 
 def _chunk_shape(chunks: Sequence[int]) -> tuple[int, int, int]:
