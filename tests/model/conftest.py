@@ -1,0 +1,18 @@
+"""Model tests run torch on one thread.
+
+The test machines' cores are shared: with more threads than free cores,
+OpenMP workers wait on each other and tiny networks run many times slower.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
