@@ -61,3 +61,7 @@ class SegmentTooSmallError(SegclrError, ValueError):
 
 class OutputExistsError(SegclrError, FileExistsError):
     """The output path exists and overwriting it was not asked for, or is unsafe."""
+
+
+class StoreSignatureError(SegclrError, ValueError):
+    """An embedding store was made by another model or from other data than asked."""
