@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_segclr.io.counting import ReadCounter
 from napari_segclr.io.volume import Volume
 from napari_segclr.skeleton import (
     resample,
@@ -32,27 +33,6 @@ from napari_segclr.skeleton import (
 
 FIB25 = Path(__file__).resolve().parents[1].parent / "shared/data/fib25/sample2_labels_z000-159.tif"
 VOXEL = np.array([40.0, 32.0, 32.0])
-
-
-class CountingArray:
-    """A numpy array behind the lazy-array protocol, counting the voxels read."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        self.voxels_read = 0
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        out = self.data[key]
-        self.voxels_read += out.size
-        return out
 
 
 def paint_capsules(labels: np.ndarray, polyline: np.ndarray, radius: float, label: int) -> None:
@@ -87,7 +67,7 @@ def clicked_fragment() -> dict:
         )
     truth = sum(np.linalg.norm(np.diff(line, axis=0), axis=1).sum() for line in [trunk, *branches])
 
-    lazy = CountingArray(labels)
+    lazy = ReadCounter(labels)
     seg = Volume(lazy, tuple(VOXEL), kind="labels")
     seed = tuple(np.rint(trunk[1] / VOXEL).astype(int))
     t0 = time.perf_counter()

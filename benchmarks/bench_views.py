@@ -31,33 +31,13 @@ import time
 import numpy as np
 
 from napari_segclr.io import Dataset, Volume
+from napari_segclr.io.counting import ReadCounter
 from napari_segclr.model.presets import PRESETS
 from napari_segclr.views import ViewLoader, ViewPoints, ViewSpec, extract_views, spatial_order
 
 BATCH = 32
 SHAPE = (128, 128, 128)
 VOXEL = 64.0
-
-
-class CountingArray:
-    """A numpy array behind the lazy-array protocol, counting the voxels read."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        self.voxels_read = 0
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        out = self.data[key]
-        self.voxels_read += out.size
-        return out
 
 
 def neuropil() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
@@ -117,7 +97,7 @@ def voxels_read(dataset: Dataset, points: ViewPoints, spec: ViewSpec) -> dict:
     counts = {}
     for name, group_nm in (("grouped", None), ("one_read_per_view", 0.0)):
         em = dataset.em
-        array = CountingArray(np.asarray(em.array))
+        array = ReadCounter(np.asarray(em.array))
         counted = Dataset(Volume(array, em.voxel_size, em.offset), dataset.segmentation)
         order = spatial_order(points.centers_nm, spec)
         for first in range(0, len(order), BATCH):

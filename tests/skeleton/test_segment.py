@@ -10,34 +10,12 @@ from napari_segclr.exceptions import (
     SegmentTooSmallError,
     ShapeMismatchError,
 )
+from napari_segclr.io.counting import ReadCounter
 from napari_segclr.io.volume import Volume
 from napari_segclr.skeleton import SkeletonParams, skeletonize_labels, skeletonize_segment
 
 VOXEL = (40.0, 8.0, 8.0)
 OFFSET = (400.0, 80.0, -16.0)
-
-
-class CountingArray:
-    """A lazy array that records every crop read from it."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        self.reads: list[tuple[slice, ...]] = []
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        self.reads.append(key)
-        return self.data[key]
-
-    def voxels_read(self) -> int:
-        return sum(int(np.prod([s.stop - s.start for s in key])) for key in self.reads)
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +34,14 @@ def scene(draw_tubes) -> np.ndarray:
 
 
 def test_clicked_segment_grows_its_window_reading_only_crops(scene):
-    lazy = CountingArray(scene)
+    lazy = ReadCounter(scene)
     seg = Volume(lazy, VOXEL, offset=OFFSET, kind="labels")
     sid = 2**60 + 7
     skel = skeletonize_segment(seg, sid, seed_voxel=(20, 25, 100), window_nm=600.0)
 
     assert skel.segment_id == sid and not skel.truncated
     assert len(lazy.reads) > 1  # the window grew
-    assert lazy.voxels_read() < scene.size / 2  # never the whole volume
+    assert lazy.voxels_read < scene.size / 2  # never the whole volume
     read = np.zeros(scene.shape, int)
     for key in lazy.reads:
         read[key] += 1

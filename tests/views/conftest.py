@@ -1,4 +1,4 @@
-"""Small volumes for view tests, and a lazy array that counts what is read."""
+"""Small volumes for view tests."""
 
 from __future__ import annotations
 
@@ -6,34 +6,6 @@ import numpy as np
 import pytest
 
 from napari_segclr.io import Dataset, Volume
-
-
-class CountingArray:
-    """A numpy array behind the lazy-array protocol, counting the voxels read."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        self.voxels_read = 0
-        self.reads = 0
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        out = self.data[key]
-        self.voxels_read += out.size
-        self.reads += 1
-        return out
-
-
-@pytest.fixture(name="counting")
-def counting_fixture() -> type[CountingArray]:
-    return CountingArray
 
 
 def blob_dataset(

@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from napari_segclr.exceptions import SegmentNotFoundError, ShapeMismatchError, VoxelSizeError
 from napari_segclr.io import Dataset, Volume
+from napari_segclr.io.counting import ReadCounter
 from napari_segclr.views import ViewSpec, extract_views, jitter_centers, view_groups
 
 ID = 2**60
@@ -136,11 +137,11 @@ def test_outside_the_volume_reads_zero(blobs):
     assert views[0, 1][inside].all()
 
 
-def test_coarser_views_read_a_pyramid_level(counting):
+def test_coarser_views_read_a_pyramid_level():
     rng = np.random.default_rng(4)
     fine = rng.integers(0, 256, (64, 64, 64), dtype=np.uint8)
     coarse = fine.reshape(32, 2, 32, 2, 32, 2).mean(axis=(1, 3, 5)).astype(np.uint8)
-    fine_array, coarse_array = counting(fine), counting(coarse)
+    fine_array, coarse_array = ReadCounter(fine), ReadCounter(coarse)
     volume = Volume(fine_array, 8.0, levels=(fine_array, coarse_array), level_voxel_sizes=(8, 16))
     views = extract_views(
         volume, None, np.array([[256.0, 256.0, 256.0]]), ViewSpec((9, 9, 9), 32.0, ("em",))
@@ -175,10 +176,10 @@ def test_jittered_views_are_reproducible(blobs):
     assert not np.array_equal(a[0], a[1])
 
 
-def test_grouped_reads_touch_far_fewer_voxels(counting):
+def test_grouped_reads_touch_far_fewer_voxels():
     rng = np.random.default_rng(6)
-    em = counting(rng.integers(0, 256, (64, 96, 96), dtype=np.uint8))
-    seg = counting(np.full((64, 96, 96), ID + 5, dtype=np.uint64))
+    em = ReadCounter(rng.integers(0, 256, (64, 96, 96), dtype=np.uint8))
+    seg = ReadCounter(np.full((64, 96, 96), ID + 5, dtype=np.uint64))
     ds = Dataset(Volume(em, 8.0), Volume(seg, 8.0, kind="labels"))
     spec = ViewSpec((17, 17, 17), 8.0, ALL_KINDS)
     # Nodes every 1/20 of the field of view along a neurite (200 nm for "lite" views).
@@ -186,7 +187,8 @@ def test_grouped_reads_touch_far_fewer_voxels(counting):
     centers = np.array([250.0, 150.0, 150.0]) + t * np.array([10.0, 400.0, 300.0])
     grouped = extract_views(ds, ID + 5, centers, spec, jitter_nm=8.0, generator=1)
     grouped_voxels = em.voxels_read, seg.voxels_read
-    em.voxels_read = seg.voxels_read = 0
+    em.reset()
+    seg.reset()
     alone = extract_views(ds, ID + 5, centers, spec, jitter_nm=8.0, generator=1, group_nm=0)
     np.testing.assert_array_equal(grouped, alone)
     assert em.voxels_read == seg.voxels_read == 80 * 17**3

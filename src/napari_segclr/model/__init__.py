@@ -22,6 +22,7 @@ Compose a training step in a few lines::
 and embed with ``model.eval().embed(views)`` (B, 64).
 """
 
+from ..views.spec import INPUT_KINDS
 from .augment import (
     AXES,
     RandomAxisPermutation,
@@ -33,7 +34,7 @@ from .augment import (
 from .encoder import SegclrEncoder, resnet_backbone
 from .heads import MLPHead, ProjectionHead
 from .loss import NTXentLoss, nt_xent_loss
-from .presets import INPUT_KINDS, PRESETS, ModelConfig, get_preset
+from .presets import PRESETS, ModelConfig, get_preset
 from .segclr import (
     SegclrModel,
     count_flops,

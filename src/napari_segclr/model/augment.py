@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..exceptions import ShapeMismatchError
-from .presets import INPUT_KINDS, ModelConfig
+from ..views.spec import INPUT_KINDS
+from .presets import ModelConfig
 
 #: The spatial axes of a view, in array order after (batch, channel).
 AXES = ("z", "y", "x")

@@ -11,12 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..io.volume import as_voxel_size
-
-#: What a view channel holds: raw EM, the binary segment mask, or EM inside the
-#: segment and 0 outside ("masked_em", the SegCLR default). EM channels are
-#: float in [0, 1] (uint8 / 255); mask channels are 0 or 1.
-INPUT_KINDS = ("em", "mask", "masked_em")
+from ..views.spec import ViewSpec
 
 
 @dataclass(frozen=True)
@@ -30,7 +25,7 @@ class ModelConfig:
     voxel_size_nm
         Voxel size of the views in nm (z, y, x); views are resampled to it.
     input_kinds
-        One entry of :data:`INPUT_KINDS` per input channel, in channel order.
+        One of :data:`~napari_segclr.views.spec.INPUT_KINDS` per channel, in channel order.
     stage_widths
         Channels of the four ResNet stages (the stem has the first width).
     stage_blocks
@@ -78,15 +73,9 @@ class ModelConfig:
         for name in ("embedding_dim", "projection_dim"):
             if not _is_positive_int(getattr(self, name)):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        object.__setattr__(
-            self, "voxel_size_nm", as_voxel_size(self.voxel_size_nm, "voxel_size_nm")
-        )
-        kinds = self.input_kinds
-        if isinstance(kinds, str) or not kinds or any(k not in INPUT_KINDS for k in kinds):
-            raise ValueError(
-                f"input_kinds must be a non-empty sequence of {INPUT_KINDS}, got {kinds!r}"
-            )
-        object.__setattr__(self, "input_kinds", tuple(kinds))
+        view = ViewSpec(self.view_shape, self.voxel_size_nm, self.input_kinds)  # validates them
+        object.__setattr__(self, "voxel_size_nm", view.voxel_size_nm)
+        object.__setattr__(self, "input_kinds", view.input_kinds)
         if not (isinstance(self.temperature, int | float) and 0 < self.temperature < math.inf):
             raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
         object.__setattr__(self, "temperature", float(self.temperature))

@@ -23,11 +23,11 @@ from .extract import (
 )
 from .loader import ViewLoader, ViewPoints, prefetch_map, spatial_order
 from .pairs import PairBatches, Pairs, PairSampler, sample_pairs
-from .spec import VIEW_KINDS, ViewSpec, as_view_spec
+from .spec import INPUT_KINDS, ViewSpec, as_view_spec
 
 __all__ = [
+    "INPUT_KINDS",
     "MAX_UPSAMPLING",
-    "VIEW_KINDS",
     "PairBatches",
     "PairSampler",
     "Pairs",

@@ -11,10 +11,9 @@ from typing import Any, Protocol
 
 from ..io.volume import Vec3, as_voxel_size
 
-#: What a view channel holds, as in ``napari_segclr.model.INPUT_KINDS``: raw EM
-#: (float in [0, 1]), the binary segment mask (0 or 1), or EM inside the segment
-#: and 0 outside ("masked_em", the SegCLR default).
-VIEW_KINDS = ("em", "mask", "masked_em")
+#: What a view channel holds: raw EM (float in [0, 1]), the binary segment mask
+#: (0 or 1), or EM inside the segment and 0 outside ("masked_em", the SegCLR default).
+INPUT_KINDS = ("em", "mask", "masked_em")
 #: Kinds that need the EM volume, and kinds that need the segmentation.
 EM_KINDS = frozenset({"em", "masked_em"})
 MASK_KINDS = frozenset({"mask", "masked_em"})
@@ -40,7 +39,7 @@ class ViewSpec:
         Voxel size of the views in nm (z, y, x), or one number for cubic voxels;
         the volumes are resampled to it.
     input_kinds
-        One entry of :data:`VIEW_KINDS` per channel, in channel order.
+        One entry of :data:`INPUT_KINDS` per channel, in channel order.
 
     Examples
     --------
@@ -61,12 +60,12 @@ class ViewSpec:
             raise ValueError(f"view shape must be three positive integers, got {self.shape!r}")
         object.__setattr__(self, "shape", shape)
         object.__setattr__(
-            self, "voxel_size_nm", as_voxel_size(self.voxel_size_nm, "the view voxel size")
+            self, "voxel_size_nm", as_voxel_size(self.voxel_size_nm, "voxel_size_nm")
         )
         kinds = self.input_kinds
-        if isinstance(kinds, str) or not kinds or any(k not in VIEW_KINDS for k in kinds):
+        if isinstance(kinds, str) or not kinds or any(k not in INPUT_KINDS for k in kinds):
             raise ValueError(
-                f"input_kinds must be a non-empty sequence of {VIEW_KINDS}, got {kinds!r}"
+                f"input_kinds must be a non-empty sequence of {INPUT_KINDS}, got {kinds!r}"
             )
         object.__setattr__(self, "input_kinds", tuple(kinds))
 
