@@ -67,3 +67,39 @@ def _display_name(source: str) -> str:
     path = source.split(":/")[0] if ":/" in source and "://" not in source else source
     return Path(path.rstrip("/")).name or source
 
+
+def sample_layers(*, seed: int = 0, progress: Progress | None = None) -> list[LayerData]:
+    """The synthetic neuropil sample: EM, segmentation and hidden ground truth.
+
+    The segmentation layer's ``features`` give each segment's true cell type
+    and class, so any napari tool can read them.
+    """
+    from .synthetic import render_all, sample_neuropil
+
+    neuropil = sample_neuropil(seed)
+    crop = render_all(neuropil, progress=progress)
+    common = {"scale": neuropil.voxel_size, "translate": neuropil.config.offset}
+    return [
+        (crop.em, {"name": "EM", "contrast_limits": (0, 255), **common}, "image"),
+        (
+            crop.segmentation,
+            {"name": "segmentation", "features": segment_truth(neuropil), **common},
+            "labels",
+        ),
+        (crop.compartments, {"name": "compartments (truth)", "visible": False, **common}, "labels"),
+        (crop.cells, {"name": "cells (truth)", "visible": False, **common}, "labels"),
+    ]
+
+
+def segment_truth(neuropil: Any) -> Any:
+    """Per segment: the true cell type(s) and class(es) of the cells it holds."""
+    nodes = neuropil.nodes()
+    classes = neuropil.cell_table().set_index("cell_id")["cell_class"]
+    nodes = nodes.assign(cell_class=classes.reindex(nodes["cell_id"]).to_numpy())
+    grouped = nodes.groupby("segment_id", sort=True)
+    table = grouped.agg(
+        cell_type=("cell_type", lambda s: "+".join(sorted(set(s)))),
+        cell_class=("cell_class", lambda s: "+".join(sorted(set(map(str, s))))),
+        n_cells=("cell_id", "nunique"),
+    )
+    return table.rename_axis("index").reset_index()

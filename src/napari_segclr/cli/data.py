@@ -33,6 +33,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ..widgets.loader import LoaderWidget
 
     viewer = napari.Viewer(title="napari-segclr")
+    viewer.window.resize(1400, 900)
     _, widget = viewer.window.add_plugin_dock_widget("napari-segclr", "Loader")
     assert isinstance(widget, LoaderWidget)
     if args.screenshot is None:
@@ -40,6 +41,7 @@ def _demo(args: argparse.Namespace) -> int:
         napari.run()
         return 0
     widget.load_sample(seed=args.seed, background=False)
+    viewer.reset_view()
     viewer.screenshot(str(args.screenshot), canvas_only=False)
     viewer.close()
     print(f"saved {args.screenshot}")
