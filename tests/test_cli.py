@@ -44,3 +44,21 @@ def test_missing_voxel_size_asks_for_it(shared_data, capsys):
     assert main(["info", str(path)]) == 2
     err = capsys.readouterr().err
     assert "voxel size" in err and "--voxel-size" in err and "train_raw.tif" in err
+
+
+def test_synth_writes_volumes_and_tables_and_keeps_existing_output(tmp_path, capsys):
+    from napari_segclr.io import open_volume
+
+    out = tmp_path / "scene"
+    args = ["synth", str(out), "--shape", "24", "32", "32", "--voxel-size", "40", "32", "32"]
+    assert main([*args, "--split-rate", "0.5"]) == 0
+    em = open_volume(out / "neuropil.ome.zarr")
+    seg = open_volume(out / "neuropil.ome.zarr" / "labels" / "segmentation")
+    assert em.shape == seg.shape == (24, 32, 32) and em.voxel_size == (40, 32, 32)
+    assert seg.kind == "labels" and seg.dtype == "uint64"
+    assert (out / "nodes.csv").stat().st_size > 0
+    before = sorted(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file())
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert sorted(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()) == before

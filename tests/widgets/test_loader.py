@@ -74,3 +74,24 @@ def test_sample_and_reader_contributions(make_napari_viewer, shared_data):
     viewer.open(str(shared_data / "fib25" / "sample2_labels_z000-159.tif"), plugin="napari-segclr")
     (labels,) = viewer.layers
     assert labels.__class__.__name__ == "Labels" and labels.data.shape == (160, 250, 250)
+
+
+def test_cancel_stops_the_sample_and_adds_nothing(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _dock_loader(viewer)
+    widget.load_sample(seed=1)
+    assert widget.cancel_button.enabled
+    widget.cancel_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.sample_button.enabled, timeout=120_000)
+    assert len(viewer.layers) == 0
+    assert "cancelled" in str(notification_manager.records[-1].message)
+
+
+def test_demo_command_saves_a_screenshot(qtbot, tmp_path):
+    from skimage.io import imread
+
+    from napari_segclr.cli import main
+
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--screenshot", str(out)]) == 0
+    _assert_not_blank(imread(out))
