@@ -1,0 +1,509 @@
+"""SegCLR commands: train a model, embed segments, move embeddings in and out of stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import ProgressBar, command, voxel_size_option
+
+PRESET_NAMES = ("paper", "lite", "tiny")
+#: Signature "kind" of a store filled from a sharded ZIP release (not by a model of ours).
+IMPORT_KIND = "segclr-csv-zip import"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    for add in (_add_train, _add_embed, _add_import_zips, _add_export_zips):
+        add(sub)
+
+
+# --- shared options ---------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _segment_id(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 2**64:
+        raise argparse.ArgumentTypeError(f"segment ids are integers in [1, 2**64), got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    from ..embed import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _volume_options(parser: argparse._ActionsContainer, *, required: bool) -> None:
+    parser.add_argument(
+        "--em",
+        required=required,
+        metavar="PATH",
+        help="EM volume: TIFF, HDF5 (file.h5:/dataset), Zarr, OME-Zarr, N5 or precomputed",
+    )
+    parser.add_argument(
+        "--seg", required=required, metavar="PATH", help="segmentation of the EM (same formats)"
+    )
+    voxel_size_option(parser, "--em-voxel-size", "the EM")
+    voxel_size_option(parser, "--seg-voxel-size", "the segmentation")
+
+
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto (CUDA when available, default), cpu, cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        help="threads cutting views ahead of the network (default 1; 0: none)",
+    )
+
+
+def _open_dataset(args: argparse.Namespace) -> Any:
+    from ..io import open_dataset
+
+    return open_dataset(
+        _absolute(args.em),
+        _absolute(args.seg),
+        em_voxel_size=args.em_voxel_size,
+        seg_voxel_size=args.seg_voxel_size,
+    )
+
+
+def _absolute(spec: str) -> str:
+    """A local volume path made absolute, so stores and checkpoints name the data alike
+    from any working folder; URLs stay as written."""
+    from ..io.source import parse_source
+
+    source = parse_source(spec)
+    if source.is_url or source.scheme is not None:
+        return spec
+    location = str(Path(source.location).resolve())
+    return f"{location}:{source.inner}" if source.inner else location
+
+
+# --- train ------------------------------------------------------------------------
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = command(
+        sub,
+        "train",
+        "Train a SegCLR model (contrastive, no labels) on an EM volume and its segmentation, "
+        "or on synthetic neuropil.",
+        _train,
+    )
+    data = p.add_argument_group(
+        "data", "either --em and --seg (skeletonised first), or --synthetic-seed"
+    )
+    _volume_options(data, required=False)
+    data.add_argument(
+        "--synthetic-seed",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train on synthetic neuropil rendered in memory, one volume per seed",
+    )
+    data.add_argument(
+        "--synthetic-shape",
+        type=_positive_int,
+        nargs=3,
+        default=(128, 192, 192),
+        metavar=("Z", "Y", "X"),
+        help="shape of each synthetic volume in voxels (default 128 192 192)",
+    )
+    data.add_argument(
+        "--synthetic-voxel-size",
+        type=_positive_float,
+        nargs=3,
+        default=(32.0, 32.0, 32.0),
+        metavar=("Z", "Y", "X"),
+        help="voxel size of the synthetic volumes in nm (default 32 32 32)",
+    )
+    run = p.add_argument_group("training")
+    run.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="CHECKPOINT",
+        help="checkpoint file to write (e.g. model.pt); its optimiser state goes beside it",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (start one if there is none)",
+    )
+    run.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        default="lite",
+        help="network size: paper (129³ views of 32 nm), lite (65³ of 64 nm, default), "
+        "tiny (17³ of 256 nm, for tests)",
+    )
+    run.add_argument("--steps", type=_positive_int, default=10_000, help="steps (default 10000)")
+    run.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="positive pairs per step (default 32)"
+    )
+    run.add_argument(
+        "--learning-rate", type=_positive_float, default=1e-3, help="peak AdamW rate (default 1e-3)"
+    )
+    run.add_argument(
+        "--max-path-nm",
+        type=_positive_float,
+        default=4000.0,
+        help="largest distance along the skeleton between a pair's views (default 4000)",
+    )
+    run.add_argument(
+        "--jitter-nm",
+        type=_non_negative_float,
+        default=300.0,
+        help="random shift of each view centre per axis, nm (default 300)",
+    )
+    run.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
+    run.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=500,
+        help="write the checkpoint every this many steps (default 500)",
+    )
+    run.add_argument(
+        "--log",
+        type=Path,
+        metavar="CSV",
+        help="loss log, one row per step (default: beside --out, as NAME.loss.csv)",
+    )
+    _device_options(run)
+    p.set_defaults(parser=p)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..exceptions import OutputExistsError
+    from ..synthetic import NeuropilConfig
+    from ..train import TrainConfig, TrainingData, train
+
+    files = args.em is not None or args.seg is not None
+    if files == (args.synthetic_seed is not None) or (files and not (args.em and args.seg)):
+        args.parser.error("give --em and --seg, or --synthetic-seed (not both)")
+    if args.batch_size < 2:
+        args.parser.error("--batch-size must be at least 2 (the other pairs are the negatives)")
+    if args.out.exists() and not args.resume:  # before the data is read or rendered
+        raise OutputExistsError(f"{args.out} exists; pass --resume to continue its run")
+    config = TrainConfig(
+        model=args.preset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_path_nm=args.max_path_nm,
+        jitter_nm=args.jitter_nm,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+    )
+    if files:
+        with ProgressBar("skeletonising") as progress:
+            data = [TrainingData.from_dataset(_open_dataset(args), progress=progress)]
+    else:
+        data = []
+        for seed in args.synthetic_seed:
+            neuropil = NeuropilConfig(
+                shape=tuple(args.synthetic_shape),
+                voxel_size=tuple(args.synthetic_voxel_size),
+                seed=seed,
+            )
+            with ProgressBar(f"rendering seed {seed}") as progress:
+                data.append(TrainingData.synthetic(neuropil, progress=progress))
+    log = args.log or args.out.with_name(f"{args.out.stem}.loss.csv")
+    with _LossBar() as progress:
+        result = train(
+            data,
+            config,
+            checkpoint=args.out,
+            resume=args.resume,
+            workers=args.workers,
+            progress=progress,
+            log=log,
+        )
+    if len(result.losses) == 0:
+        print(f"{args.out} is already trained for {result.step} steps; nothing to do")
+        return 0
+    print(
+        f"trained {result.step - result.start_step} steps ({result.steps_per_s:.3g} steps/s), "
+        f"final loss {result.losses[-1]:.4f}; wrote {args.out} and {log}"
+    )
+    return 0
+
+
+class _LossBar:
+    """A tqdm bar over steps that shows the latest loss."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __enter__(self) -> _LossBar:
+        return self
+
+    def __call__(self, update: Any) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=update.total, initial=update.step - 1, desc="training")
+        self._bar.set_postfix(loss=f"{update.loss:.4f}", refresh=False)
+        self._bar.update(update.step - self._bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+# --- embed ------------------------------------------------------------------------
+
+
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = command(
+        sub,
+        "embed",
+        "Embed segments: skeletonise them, cut a view every --spacing-nm along each skeleton "
+        "and store each view's SegCLR embedding. Nodes already in the store are skipped, so "
+        "an interrupted run is simply run again.",
+        _embed,
+    )
+    _volume_options(p, required=True)
+    p.add_argument(
+        "--store",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="embedding store (a .zarr folder; created if absent, must be of this model and data)",
+    )
+    p.add_argument(
+        "--model",
+        default="lite",
+        metavar="CHECKPOINT",
+        help="a checkpoint written by `train`, or 'lite' for the shipped model (default)",
+    )
+    p.add_argument(
+        "--segments",
+        type=_segment_id,
+        nargs="+",
+        metavar="ID",
+        help="segment ids to embed (default: every segment)",
+    )
+    p.add_argument(
+        "--spacing-nm",
+        type=_positive_float,
+        default=1000.0,
+        help="distance between embedded nodes along each skeleton, nm (default 1000)",
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="views per batch (default 32)"
+    )
+    _device_options(p)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from ..embed import embed_segments
+
+    model = _load_model(args.model)
+    dataset = _open_dataset(args)
+    with _PhaseBars(("skeletonising", "embedding")) as progress:
+        result = embed_segments(
+            dataset,
+            model,
+            args.store,
+            segment_ids=args.segments,
+            spacing_nm=args.spacing_nm,
+            batch_size=args.batch_size,
+            device=args.device,
+            workers=args.workers,
+            progress=progress,
+        )
+    print(
+        f"embedded {result.embedded} nodes of {result.segments} segments into {result.store} "
+        f"({result.views_per_s:.3g} views/s); {result.already_stored} were stored already, "
+        f"{result.outside} lie outside the EM"
+    )
+    return 0
+
+
+def _load_model(name: str) -> Any:
+    if name == "lite":
+        from ..model.shipped import load_shipped_model
+
+        return load_shipped_model()[0]
+    from ..model import load_checkpoint
+
+    return load_checkpoint(Path(name).expanduser())[0]
+
+
+class _PhaseBars:
+    """``progress(done, total)`` for work in phases: a new tqdm bar whenever the count restarts."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self._names = names
+        self._phase = -1
+        self._bar = None
+        self._last = (0, -1)
+
+    def __enter__(self) -> _PhaseBars:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None or total != self._last[1] or done < self._last[0]:
+            self._close()
+            self._phase = min(self._phase + 1, len(self._names) - 1)
+            self._bar = tqdm(total=total, desc=self._names[self._phase])
+        self._bar.update(done - self._bar.n)
+        self._last = (done, total)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+
+# --- import-zips / export-zips -----------------------------------------------------
+
+
+def _add_import_zips(sub: argparse._SubParsersAction) -> None:
+    p = command(
+        sub,
+        "import-zips",
+        "Import embeddings released in the SegCLR format (a folder of sharded ZIPs of "
+        "per-segment CSVs) into an embedding store. Rerunning an interrupted import completes it.",
+        _import_zips,
+    )
+    p.add_argument("src", type=Path, metavar="SRC", help="folder of <shard>.zip files, or one ZIP")
+    p.add_argument("--store", type=Path, required=True, metavar="PATH", help="store to fill")
+    _sharding_options(p, required=False)
+    p.add_argument(
+        "--voxel-size",
+        nargs=3,
+        type=float,
+        metavar=("Z", "Y", "X"),
+        help="for releases with coordinates in voxels: their voxel size in nm (default: nm)",
+    )
+    p.add_argument(
+        "--dim",
+        type=_positive_int,
+        help="embedding size (default: from the release's sharding.json, else 64)",
+    )
+
+
+def _import_zips(args: argparse.Namespace) -> int:
+    from ..exceptions import VolumeNotFoundError
+    from ..interop import import_sharded_zips
+    from ..store import EmbeddingStore
+
+    src = args.src.expanduser().resolve()
+    if not src.exists():  # checked before a store is created for it
+        raise VolumeNotFoundError(f"release {src} does not exist")
+    dim = args.dim or _release_dim(src)
+    signature = {"kind": IMPORT_KIND, "source": str(src)}
+    store = EmbeddingStore.open_or_create(args.store, signature=signature, dim=dim)
+    with ProgressBar("importing") as progress:
+        added = import_sharded_zips(
+            src,
+            store,
+            n_shards=args.n_shards,
+            bytewidth=args.bytewidth,
+            voxel_size=args.voxel_size,
+            progress=progress,
+        )
+    print(f"added {added} rows to {args.store} ({len(store)} in all)")
+    return 0
+
+
+def _release_dim(src: Path) -> int:
+    from ..interop import SHARDING_FILE
+
+    meta = src / SHARDING_FILE
+    if src.is_dir() and meta.is_file():
+        try:
+            return int(json.loads(meta.read_text())["dim"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return 64
+
+
+def _add_export_zips(sub: argparse._SubParsersAction) -> None:
+    p = command(
+        sub,
+        "export-zips",
+        "Export an embedding store in the released SegCLR format: <shard>.zip files of "
+        "per-segment CSVs (node_id, x, y, z in nm, e0…), sharded by md5 of the segment id.",
+        _export_zips,
+    )
+    p.add_argument("--store", type=Path, required=True, metavar="PATH", help="store to export")
+    p.add_argument("out", type=Path, metavar="OUT", help="folder to write (must not exist)")
+    _sharding_options(p, required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+
+
+def _export_zips(args: argparse.Namespace) -> int:
+    from ..interop import write_sharded_zips
+    from ..store import EmbeddingStore
+
+    store = EmbeddingStore.open(args.store)
+    written = write_sharded_zips(
+        store, args.out, n_shards=args.n_shards, bytewidth=args.bytewidth, overwrite=args.overwrite
+    )
+    print(f"wrote {len(store)} rows in {len(written)} ZIP files to {args.out}")
+    return 0
+
+
+def _sharding_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    default = "" if required else "; default: the folder's sharding.json"
+    parser.add_argument(
+        "--n-shards",
+        type=_positive_int,
+        required=required,
+        help=f"number of shards (H01 and MICrONS v343: 10000, MICrONS v943: 50000{default})",
+    )
+    parser.add_argument(
+        "--bytewidth",
+        type=_positive_int,
+        default=None if not required else 8,
+        help="bytes of the segment id hashed by md5 (2022 releases: 64, later: 8"
+        + (", default 8)" if required else f"{default})"),
+    )
