@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,16 @@ def shared_data() -> Path:
 def repo_root() -> Path:
     """The checkout's root folder."""
     return REPO
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """CI has 2 shared cores: more torch threads than free cores make small networks slower."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

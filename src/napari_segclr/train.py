@@ -36,7 +36,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -54,6 +53,7 @@ from .model import (
     ModelConfig,
     SegclrAugment,
     SegclrModel,
+    atomic_torch_save,
     get_preset,
     load_checkpoint,
     nt_xent_loss,
@@ -638,14 +638,7 @@ def _save(
     """Write the training state, then the checkpoint that names it, then drop older states."""
     state_path = _state_path(path, step)
     payload = {"format": STATE_FORMAT, "step": step, "optimizer": optimizer.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{state_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, state_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_torch_save(payload, state_path)
     extra = {
         "format": TRAIN_FORMAT,
         "train_config": config.to_dict(),

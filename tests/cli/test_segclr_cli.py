@@ -20,14 +20,6 @@ SHAPE = ("64", "64", "64")
 VOXEL = ("128", "128", "128")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> tuple[str, str, list[int]]:
     """The synthetic neuropil as TIFF files, and its three largest segments."""

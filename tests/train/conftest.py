@@ -1,24 +1,14 @@
-"""A small synthetic neuropil to train on, rendered once per session; torch on one thread."""
+"""A small synthetic neuropil to train on, rendered once per session."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from napari_segclr.synthetic import NeuropilConfig
 from napari_segclr.train import TrainingData
 
 #: 8.2 µm of neuropil at 128 nm: the tiny preset's 4.4 µm views fit several times.
 NEUROPIL = NeuropilConfig(shape=(64, 64, 64), voxel_size=(128.0, 128.0, 128.0), seed=7)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Shared cores: more torch threads than free cores only make tiny networks slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ from .loss import NTXentLoss, nt_xent_loss
 from .presets import PRESETS, ModelConfig, get_preset
 from .segclr import (
     SegclrModel,
+    atomic_torch_save,
     count_flops,
     load_checkpoint,
     model_signature,
@@ -57,6 +58,7 @@ __all__ = [
     "SegclrAugment",
     "SegclrEncoder",
     "SegclrModel",
+    "atomic_torch_save",
     "count_flops",
     "equivalent_axes",
     "get_preset",

@@ -103,10 +103,17 @@ def save_checkpoint(path: str | os.PathLike, model: SegclrModel, *, extra: dict)
         "state_dict": state,
         "extra": extra,
     }
+    atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(payload: object, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never half a file."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
