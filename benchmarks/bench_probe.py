@@ -1,0 +1,341 @@
+"""Linear-probe quality of SegCLR embeddings on synthetic neuropil never trained on.
+
+Prints one JSON document. Run from the repository root:
+
+    python benchmarks/bench_probe.py                      # the shipped "lite" checkpoint
+    python benchmarks/bench_probe.py --checkpoint runs/my.pt --per-class 300
+
+For every seed (1000 and above: the shipped model trained on seeds below 1000)
+a window of synthetic neuropil is rendered into memory, placed so that the
+neuron soma nearest the origin reaches into it. View centres are ground-truth
+voxels of four classes: soma, dendrite (apical included), axon and glia. Each
+synthetic soma is a single skeleton node, so centres are drawn from voxels,
+not nodes: per class a cell at random, then one of its voxels of that class.
+Centres keep half a field of view from the window's y and x faces, so that no
+class is seen cut off at the edge more than another (the window is one field
+of view thick in z, which cuts every view alike).
+
+The views (the model's own kind, shape and voxel size) are embedded by the
+checkpoint and by a randomly initialised encoder of the same config (the
+baseline). A logistic-regression probe (standardised embeddings, class-balanced)
+is fitted on the views of the training seeds and scored on the views of the
+test seeds, never the same volume for both: macro F1, F1 per class and the
+confusion matrix (rows: true class, columns: predicted) for both encoders.
+The bar for the trained checkpoint: macro F1 >= 0.95 per view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from napari_segclr.io import Dataset, Volume
+from napari_segclr.model import PRESETS, ModelConfig, SegclrModel, get_preset, load_checkpoint
+from napari_segclr.model.shipped import load_shipped_model, shipped_checkpoint_path
+from napari_segclr.synthetic import Compartment, Crop, Neuropil, NeuropilConfig, render_all
+from napari_segclr.synthetic.cell_types import CELL_TYPES
+from napari_segclr.views import ViewLoader, ViewPoints
+
+#: Seeds from here on are never trained on (``examples/train_shipped_model.py`` refuses them).
+FIRST_EVALUATION_SEED = 1000
+CLASSES = {
+    "soma": (Compartment.SOMA,),
+    "dendrite": (Compartment.DENDRITE, Compartment.APICAL),
+    "axon": (Compartment.AXON,),
+    "glia": (Compartment.GLIA,),
+}
+#: The bar the trained checkpoint is held to.
+MACRO_F1_BAR = 0.95
+#: Half-width (nm) of the virtual region searched for a neuron soma to show.
+SOMA_SEARCH_NM = 24_000.0
+
+
+def window_config(
+    seed: int, *, extent_nm: np.ndarray, voxel_size: float, margin_x_nm: float
+) -> NeuropilConfig:
+    """The window of neuropil ``seed`` that the probe looks at.
+
+    It is centred on the neuron soma nearest the origin in z and y; in x the
+    soma centre lies half a soma radius before the first place views may be
+    centred on (``margin_x_nm`` inside the window), so that the soma fills part
+    of the sampled region and neuropil the rest.
+    """
+    shape = np.maximum(np.round(extent_nm / voxel_size), 1).astype(int)
+    extent = shape * voxel_size
+    search = NeuropilConfig(
+        shape=(int(2 * SOMA_SEARCH_NM / 200),) * 3,
+        voxel_size=200.0,
+        seed=seed,
+        offset=(-SOMA_SEARCH_NM,) * 3,
+    )
+    somata = Neuropil(search).somata()
+    neurons = somata[[CELL_TYPES[t].cell_class == "neuron" for t in somata["cell_type"]]]
+    if neurons.empty:  # plain neuropil around the origin
+        lower_face = -extent / 2
+    else:
+        centres = neurons[["z_nm", "y_nm", "x_nm"]].to_numpy()
+        nearest = int(np.argmin(np.linalg.norm(centres, axis=1)))
+        centre, radius = centres[nearest], float(neurons["radius_nm"].iloc[nearest])
+        lower_face = centre - extent / 2
+        lower_face[2] = centre[2] + radius / 2 - margin_x_nm
+    return NeuropilConfig(
+        shape=tuple(int(s) for s in shape),
+        voxel_size=voxel_size,
+        seed=seed,
+        offset=tuple(lower_face + voxel_size / 2),
+    )
+
+
+def sample_points(
+    crop: Crop,
+    config: NeuropilConfig,
+    *,
+    margin_voxels: Sequence[int],
+    per_class: int,
+    rng: np.random.Generator,
+) -> tuple[ViewPoints, np.ndarray]:
+    """Up to ``per_class`` view centres of each class, and their class indices.
+
+    Within a class every cell is equally likely, then every one of its voxels of
+    that class; centres keep ``margin_voxels`` (z, y, x) from the window's faces.
+    """
+    region = tuple(slice(m, n - m) for m, n in zip(margin_voxels, crop.em.shape, strict=True))
+    corner = np.array([s.start for s in region])
+    compartments, cells = crop.compartments[region], crop.cells[region]
+    ids, centres, labels = [], [], []
+    for label, codes in enumerate(CLASSES.values()):
+        flat = np.flatnonzero(np.isin(compartments, codes))
+        if not len(flat):
+            continue
+        _, owner, sizes = np.unique(cells.flat[flat], return_inverse=True, return_counts=True)
+        weights = 1.0 / sizes[owner]
+        pick = rng.choice(
+            flat, size=min(per_class, len(flat)), replace=False, p=weights / weights.sum()
+        )
+        index = np.stack(np.unravel_index(pick, compartments.shape), axis=1) + corner
+        ids.append(crop.segmentation[tuple(index.T)])
+        centres.append(np.asarray(config.offset) + index * np.asarray(config.voxel_size))
+        labels.append(np.full(len(pick), label))
+    labels = np.concatenate(labels)
+    points = ViewPoints(np.concatenate(ids), np.arange(len(labels)), np.concatenate(centres))
+    return points, labels
+
+
+def embed_points(
+    dataset: Dataset,
+    points: ViewPoints,
+    models: Sequence[SegclrModel],
+    *,
+    batch_size: int,
+) -> list[np.ndarray]:
+    """Embeddings (N, D) of every point by every model, each view extracted once.
+
+    Views are cut by a background worker while the models embed the previous batch.
+    """
+    out = [np.empty((len(points), m.config.embedding_dim), np.float32) for m in models]
+    loader = ViewLoader(dataset, points, models[0].config, batch_size=batch_size, to_torch=True)
+    with torch.inference_mode():
+        for views, batch in loader:
+            views = views.contiguous(memory_format=torch.channels_last_3d)
+            for model, embeddings in zip(models, out, strict=True):
+                embeddings[batch.node_ids] = model.embed(views).numpy()
+    return out
+
+
+def fit_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    classes: Sequence[str],
+) -> dict:
+    """Fit a class-balanced logistic regression on standardised features; score the test set.
+
+    Macro F1 is over the classes present in the test set; classes absent from it
+    get ``None``. The confusion matrix has a row (true) and a column (predicted)
+    for every class.
+    """
+    probe = make_pipeline(
+        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000)
+    )
+    probe.fit(train_x, train_y)
+    predicted = probe.predict(test_x)
+    present = np.unique(test_y)
+    per_class = f1_score(test_y, predicted, labels=present, average=None, zero_division=0)
+    scores = dict(zip(present.tolist(), per_class.tolist(), strict=True))
+    return {
+        "macro_f1": round(float(np.mean(per_class)), 4),
+        "accuracy": round(float(np.mean(predicted == test_y)), 4),
+        "per_class_f1": {
+            name: None if i not in scores else round(scores[i], 4) for i, name in enumerate(classes)
+        },
+        "confusion": confusion_matrix(test_y, predicted, labels=range(len(classes))).tolist(),
+    }
+
+
+def load_models(args: argparse.Namespace) -> tuple[dict[str, SegclrModel], dict]:
+    """The encoders to compare, by name, and what is known of the checkpoint."""
+    info: dict = {}
+    models: dict[str, SegclrModel] = {}
+    if args.checkpoint != "none":
+        if args.checkpoint is None:
+            model, extra = load_shipped_model()
+            info["path"] = str(shipped_checkpoint_path())
+        else:
+            model, extra = load_checkpoint(args.checkpoint)
+            info["path"] = args.checkpoint
+        info.update({k: extra[k] for k in ("steps", "training_s", "trained_on") if k in extra})
+        if args.preset is not None and get_preset(args.preset) != model.config:
+            raise SystemExit(f"--preset {args.preset} is not the config of {info['path']}")
+        models["trained"] = model
+        config = model.config
+    else:
+        config = get_preset(args.preset or "lite")
+    info["preset"] = next((n for n, c in PRESETS.items() if c == config), "custom")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        models["random_init"] = SegclrModel(config)
+    for name, model in models.items():
+        models[name] = model.eval().to(memory_format=torch.channels_last_3d)
+    return models, info
+
+
+def split_embeddings(
+    seeds: Sequence[int],
+    models: dict[str, SegclrModel],
+    config: ModelConfig,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Embeddings by model name and class labels of the views of some seeds."""
+    extent = np.asarray(args.extent_um) * 1000.0
+    fov = np.asarray(config.field_of_view_nm)
+    margin = [0, *(int(np.ceil(f / 2 / args.voxel_size)) for f in fov[1:])]
+    shares = np.full(len(seeds), args.per_class // len(seeds))
+    shares[: args.per_class % len(seeds)] += 1
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    labels = []
+    for seed, share in zip(seeds, shares, strict=True):
+        volume = window_config(
+            seed, extent_nm=extent, voxel_size=args.voxel_size, margin_x_nm=fov[2] / 2
+        )
+        crop = render_all(Neuropil(volume))
+        dataset = Dataset(
+            Volume(crop.em, volume.voxel_size, volume.offset),
+            Volume(crop.segmentation, volume.voxel_size, volume.offset, kind="labels"),
+        )
+        points, seed_labels = sample_points(
+            crop, volume, margin_voxels=margin, per_class=int(share), rng=rng
+        )
+        embedded = embed_points(dataset, points, list(models.values()), batch_size=args.batch_size)
+        for name, embeddings in zip(models, embedded, strict=True):
+            parts[name].append(embeddings)
+        labels.append(seed_labels)
+    return {name: np.concatenate(p) for name, p in parts.items()}, np.concatenate(labels)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--checkpoint",
+        help="SegCLR checkpoint to score (default: the shipped one; 'none': the baseline only)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="encoder preset; must be the checkpoint's (default: the checkpoint's, else lite)",
+    )
+    p.add_argument("--seeds-train", type=int, nargs="+", default=[1000, 1001, 1002, 1003])
+    p.add_argument("--seeds-test", type=int, nargs="+", default=[1004, 1005, 1006, 1007])
+    p.add_argument(
+        "--per-class", type=int, default=200, help="views per class in each split (default 200)"
+    )
+    p.add_argument(
+        "--voxel-size", type=float, default=32.0, help="nm of the rendered volumes (default 32)"
+    )
+    p.add_argument(
+        "--extent-um",
+        type=float,
+        nargs=3,
+        default=(4.096, 8.192, 8.192),
+        help="window size (z, y, x) in µm (default 4.096 8.192 8.192)",
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="views per batch (default 32)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampling and the baseline")
+    args = p.parse_args(argv)
+    seeds = args.seeds_train + args.seeds_test
+    if min(seeds) < FIRST_EVALUATION_SEED:
+        p.error(f"seeds below {FIRST_EVALUATION_SEED} may have been trained on")
+    if set(args.seeds_train) & set(args.seeds_test):
+        p.error("a seed is in both --seeds-train and --seeds-test")
+    if args.per_class < len(args.seeds_train) or args.per_class < len(args.seeds_test):
+        p.error("--per-class must be at least the number of seeds of each split")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark, print its JSON report and return it."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    report: dict = {
+        "benchmark": "linear probe on SegCLR embeddings, synthetic neuropil",
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads,
+        # The cores may be shared: a load above the thread count means contended timings.
+        "load_average_1min_start": round(os.getloadavg()[0], 2),
+    }
+    models, report["checkpoint"] = load_models(args)
+    config = next(iter(models.values())).config
+    fov_um = np.asarray(config.field_of_view_nm) / 1000
+    if np.any(np.asarray(args.extent_um[1:]) <= fov_um[1:]):
+        raise SystemExit(f"--extent-um must exceed the views' {fov_um[1]:g} µm in y and x")
+    report["views"] = {
+        "kinds": list(config.input_kinds),
+        "shape": list(config.view_shape),
+        "voxel_size_nm": list(config.voxel_size_nm),
+    }
+    report["volumes"] = {
+        "voxel_size_nm": args.voxel_size,
+        "extent_um": list(args.extent_um),
+        "train_seeds": args.seeds_train,
+        "test_seeds": args.seeds_test,
+    }
+    rng = np.random.default_rng(args.seed)
+    train_x, train_y = split_embeddings(args.seeds_train, models, config, args, rng)
+    test_x, test_y = split_embeddings(args.seeds_test, models, config, args, rng)
+    classes = list(CLASSES)
+    for split, labels in (("train", train_y), ("test", test_y)):
+        counts = np.bincount(labels, minlength=len(classes)).tolist()
+        report["views"][f"{split}_per_class"] = dict(zip(classes, counts, strict=True))
+    report["classes"] = classes
+    report["probe"] = "StandardScaler + LogisticRegression(class_weight='balanced')"
+    for name in models:
+        report[name] = fit_probe(train_x[name], train_y, test_x[name], test_y, classes=classes)
+    if "trained" in models:
+        macro = report["trained"]["macro_f1"]
+        report["bar"] = {"macro_f1_at_least": MACRO_F1_BAR, "met": macro >= MACRO_F1_BAR}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
