@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_segclr.synthetic import Compartment, Neuropil, NeuropilConfig, sample_neuropil
+from napari_segclr.synthetic import neuropil as neuropil_module
 from napari_segclr.synthetic.cell_types import CELL_TYPES
 
 BOX = (slice(8, 40), slice(4, 52), slice(10, 50))
@@ -86,6 +87,16 @@ def test_overlapping_crops_agree_voxel_for_voxel(small: Neuropil) -> None:
         np.testing.assert_array_equal(
             getattr(a, field)[overlap_a], getattr(b, field)[overlap_b], err_msg=field
         )
+
+
+def test_slabs_do_not_change_the_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = NeuropilConfig(shape=(40, 48, 48), seed=6)
+    box = (slice(0, 40), slice(0, 48), slice(0, 48))
+    whole = Neuropil(config).render(box)
+    monkeypatch.setattr(neuropil_module, "_SLAB_VOXELS", 48 * 48 * 7)  # slabs of 7 planes
+    slabs = Neuropil(config).render(box)
+    for field in ("em", "segmentation", "cells", "compartments", "organelles"):
+        np.testing.assert_array_equal(getattr(whole, field), getattr(slabs, field), err_msg=field)
 
 
 def test_crop_dtypes_and_ids(small: Neuropil) -> None:

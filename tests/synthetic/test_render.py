@@ -7,7 +7,15 @@ import pytest
 
 from napari_segclr.synthetic import Cell, Compartment, Mesh, Neuropil, NeuropilConfig
 from napari_segclr.synthetic import mesh as mesh_module
-from napari_segclr.synthetic.noise import make_ids, value_noise, voxel_normal
+from napari_segclr.synthetic.growth import norm3
+from napari_segclr.synthetic.noise import hash64, make_ids, rng_for, value_noise, voxel_normal
+from napari_segclr.synthetic.render import (
+    Capsules,
+    Grid,
+    _capsule_bounds,
+    _capsule_scores,
+    margin_nm,
+)
 
 
 def test_value_noise_depends_on_global_coordinates_only() -> None:
@@ -32,6 +40,53 @@ def test_ids_are_large_sparse_and_exact_in_float64() -> None:
     assert ids.dtype == np.uint64 and ids.min() >= 1 and ids.max() < 2**53
     assert len(np.unique(ids)) == len(ids)
     np.testing.assert_array_equal(ids.astype(np.float64).astype(np.uint64), ids)
+
+
+def test_hashing_leading_integers_apart_gives_the_same_hashes() -> None:
+    parts = np.arange(-3, 9).reshape(3, 4) * 1_000_003
+    # A leading array sends every part through the array code.
+    np.testing.assert_array_equal(hash64(7, -2, 5, parts), hash64(np.array([7]), -2, 5, parts))
+    np.testing.assert_array_equal(hash64(7, -2, 5), hash64(np.array([7]), -2, 5))
+    seeded = np.random.default_rng(int(hash64(np.array([1]), 2, 3)[0]))
+    assert rng_for(1, 2, 3).random() == seeded.random()
+
+
+def test_norm3_is_numpy_norm_bit_for_bit() -> None:
+    v = np.random.default_rng(2).standard_normal((50, 7, 3)) * 1e3
+    np.testing.assert_array_equal(norm3(v), np.linalg.norm(v, axis=-1))
+
+
+def test_capsule_boxes_hold_every_voxel_a_capsule_reaches() -> None:
+    rng = np.random.default_rng(4)
+    n = 60
+    p0 = rng.uniform(300, 1700, (n, 3))
+    p1 = p0 + rng.normal(0, 400, (n, 3)) * rng.integers(0, 2, (n, 1))  # some balls
+    caps = Capsules(
+        p0=p0,
+        p1=p1,
+        r0=rng.uniform(30, 500, n),
+        r1=rng.uniform(30, 500, n),
+        cell=np.arange(n),
+        node=np.arange(n),
+        soma=np.zeros(n, bool),
+        sheath=np.zeros(n, np.float32),
+        open_end=rng.random(n) < 0.7,
+    )
+    grid = Grid((0, 0, 0), (50, 50, 50), (40.0, 40.0, 40.0), (0.0, 0.0, 0.0))
+    margin = margin_nm(grid)
+    lo, hi = _capsule_bounds(caps, margin)
+    z, y, x = grid.axes
+    reached = 0
+    for c in range(n):
+        s, _ = _capsule_scores(grid, caps, c, (slice(0, 50),) * 3, margin)
+        in_box = (
+            ((z >= lo[c, 0]) & (z <= hi[c, 0]))[:, None, None]
+            & ((y >= lo[c, 1]) & (y <= hi[c, 1]))[None, :, None]
+            & ((x >= lo[c, 2]) & (x <= hi[c, 2]))[None, None, :]
+        )
+        assert not np.any(np.isfinite(s) & ~in_box), c
+        reached += np.isfinite(s).sum()
+    assert reached > 10_000
 
 
 def _line_cell(cell_id: int, z: float, y: float, radius: float) -> Cell:

@@ -27,7 +27,7 @@ from .cell import Cell, Compartment
 from .cell_types import CELL_TYPES, TYPE_NAMES
 from .config import NeuropilConfig
 from .errors import inject_errors
-from .growth import OVERHANG_NM, REACH_NM, TileGrower, tiles_around
+from .growth import OVERHANG_NM, REACH_NM, TileGrower, norm3, tiles_around
 from .noise import uniform
 from .render import (
     Capsules,
@@ -51,7 +51,7 @@ _DTYPES = {
     "organelles": np.uint8,
 }
 _CHUNK = 64
-_SLAB_VOXELS = 4_000_000
+_SLAB_VOXELS = 2**21
 _CACHE_BYTES = 384 * 2**20
 _ERROR_COLUMNS = ["kind", "segment_id", "cell_ids", "nodes", "z_nm", "y_nm", "x_nm"]
 
@@ -174,12 +174,12 @@ class Neuropil:
         if not sk.n_nodes:
             return sk, np.zeros(0, bool)
         par = np.where(sk.parent >= 0, sk.parent, np.arange(sk.n_nodes))
-        seg_len = np.linalg.norm(sk.pos - sk.pos[par], axis=1)
+        seg_len = norm3(sk.pos - sk.pos[par])
         outer = sk.outer_radius
         size = np.maximum(outer, outer[par]) + seg_len + extra
         size = np.where(sk.fill, np.maximum(size, FILL_REACH_NM + 1000.0 + extra), size)
         gap = np.maximum(np.maximum(lo - sk.pos, sk.pos - hi), 0)
-        need = np.linalg.norm(gap, axis=1) <= size
+        need = norm3(gap) <= size
         need[par[need]] = True
         return sk, need
 
@@ -196,10 +196,13 @@ class Neuropil:
         margin = margin_nm(grid)
         sk, need = self._nearby(lo, hi, margin)
         scene = _Scene(sk, need, lo, hi, margin)
-        # z slabs of a few million voxels keep temporaries small and cached.
+        # z slabs of a few million voxels keep temporaries small, and slabs of
+        # equal thickness keep their number (a capsule crossing slabs is
+        # scored once per slab) as low as that allows.
         nz, ny, nx = grid.shape
         out = Crop(*(np.empty(grid.shape, _DTYPES[f]) for f in FIELDS))
-        step = max(1, _SLAB_VOXELS // (ny * nx))
+        n_slabs = -(-nz // max(1, _SLAB_VOXELS // (ny * nx)))
+        step = -(-nz // n_slabs)
         for z in range(0, nz, step):
             n = min(step, nz - z)
             slab = Grid(
@@ -224,9 +227,9 @@ class Neuropil:
         )
         # Per-node tables end in a sentinel for extracellular space (node -1).
         sl = slice(z, z + grid.shape[0])
-        out.compartments[sl] = scene.comp[raster.node]
-        out.segmentation[sl] = scene.segment[raster.node]
-        out.cells[sl] = scene.cell_id[raster.node]
+        np.take(scene.comp, raster.node, out=out.compartments[sl])
+        np.take(scene.segment, raster.node, out=out.segmentation[sl])
+        np.take(scene.cell_id, raster.node, out=out.cells[sl])
         out.organelles[sl] = raster.organelle_labels()
         out.em[sl] = paint(
             grid,

@@ -32,7 +32,17 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 def hash64(*parts: int | np.ndarray) -> np.ndarray:
     """Hash integers (broadcast together) to uint64; always returns an array."""
-    h = np.full((), 0x243F6A8885A308D3, dtype=np.uint64)
+    # Leading scalars (seed, tile, salt, ...) are hashed in Python integers:
+    # cheaper than a round of numpy calls per part.
+    n = next((i for i, p in enumerate(parts) if np.ndim(p)), len(parts))
+    return rehash(np.full((), _hash_ints(*parts[:n]), dtype=np.uint64), *parts[n:])
+
+
+def rehash(h: np.ndarray, *parts: int | np.ndarray) -> np.ndarray:
+    """Go on hashing from ``h``: ``rehash(hash64(a, b), c) == hash64(a, b, c)``.
+
+    Lets hashes that share leading parts share their work.
+    """
     for part in parts:
         p = np.atleast_1d(np.asarray(part, dtype=np.int64)).view(np.uint64)
         h = _mix(np.bitwise_xor(h, p) + _GOLDEN)
@@ -51,7 +61,24 @@ def make_ids(*parts: int | np.ndarray) -> np.ndarray:
 
 def rng_for(*parts: int) -> np.random.Generator:
     """A random generator seeded from hashed integers (e.g. seed, tile, salt)."""
-    return np.random.default_rng(int(hash64(*parts)[0]))
+    return np.random.default_rng(_hash_ints(*parts))
+
+
+_MASK64 = 2**64 - 1
+
+
+def _hash_ints(*parts: int) -> int:
+    """``int(hash64(*parts)[0])`` of integers, in Python integers (ten times
+    faster than numpy on one tuple, and every tile seeds several generators)."""
+    h = 0x243F6A8885A308D3
+    for part in parts:
+        h = ((h ^ (int(part) & _MASK64)) + int(_GOLDEN)) & _MASK64
+        h ^= h >> 30
+        h = (h * int(_M1)) & _MASK64
+        h ^= h >> 27
+        h = (h * int(_M2)) & _MASK64
+        h ^= h >> 31
+    return h
 
 
 def _bspline_taps(coords: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -100,17 +127,32 @@ def interpolate_lattice(
     """
     out = np.asarray(values, dtype=np.float32)
     # x first (on the smallest array), then y, then z; each pass moves the
-    # interpolated axis to the front so that every tap reads whole planes.
+    # interpolated axis to the front and sums the taps k = 0..3 in order.
     for axis in (2, 1, 0):
         first, w = _bspline_taps(np.asarray(axes[axis], dtype=np.float64), scale)
         rel = first - lattice_lo[axis]
         src = np.moveaxis(out, axis, 0)
-        res = np.empty((len(rel), *src.shape[1:]), np.float32)
-        for i in range(len(rel)):
-            j = rel[i]
-            np.multiply(src[j], w[i, 0], out=res[i])
+        if len(rel) * src[0].size < 2**20:
+            # A small pass at once: Python overhead would dominate a loop.
+            taps = w.reshape(len(rel), 4, *(1,) * (src.ndim - 1))
+            res = np.take(src, rel, axis=0)
+            res *= taps[:, 0]
             for k in (1, 2, 3):
-                res[i] += src[j + k] * w[i, k]
+                tap = np.take(src, rel + k, axis=0)
+                tap *= taps[:, k]
+                res += tap
+        else:
+            # A large one plane by plane, each tap reading a contiguous plane:
+            # no crop-sized temporaries.
+            src = np.ascontiguousarray(src)
+            res = np.empty((len(rel), *src.shape[1:]), np.float32)
+            tap = np.empty(src.shape[1:], np.float32)
+            for i in range(len(rel)):
+                j = rel[i]
+                np.multiply(src[j], w[i, 0], out=res[i])
+                for k in (1, 2, 3):
+                    np.multiply(src[j + k], w[i, k], out=tap)
+                    res[i] += tap
         out = np.moveaxis(res, 0, axis)
     return np.ascontiguousarray(out)
 
@@ -154,5 +196,9 @@ def voxel_normal(indices: tuple[np.ndarray, np.ndarray, np.ndarray], key: int) -
         part = table
         for axis, idx in enumerate(indices):
             part = np.take(part, np.asarray(idx) % p, axis=axis)
-        out = part if out is None else out + part
-    return out * np.float32(1 / np.sqrt(2))
+        if out is None:
+            out = part
+        else:
+            out += part
+    out *= np.float32(1 / np.sqrt(2))
+    return out

@@ -24,7 +24,15 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .cell import Compartment
-from .noise import hash64, interpolate_lattice, lattice_range, uniform, value_noise, voxel_normal
+from .noise import (
+    hash64,
+    interpolate_lattice,
+    lattice_range,
+    rehash,
+    uniform,
+    value_noise,
+    voxel_normal,
+)
 from .skeletons import FILL_REACH_NM, LYSOSOME, MITO, MYELIN, NUCLEUS, VESICLES
 
 _FILL_LATTICE = 250.0
@@ -166,6 +174,29 @@ def _boxes(
     ]
 
 
+def _capsule_bounds(caps: Capsules, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (nm) holding every voxel a capsule scores (see :func:`_capsule_scores`).
+
+    The voxels a capsule reaches (its radius grown by ``margin``) lie in the
+    ball around ``p0``, the shaft (a truncated cone ending in a disc at
+    ``p1``) and, unless that end is open, the ball around ``p1``. Bounding
+    these, rather than a capsule of the largest radius with two balls, leaves
+    about 30 % fewer voxels to score. One nm of slack covers float32 rounding.
+    """
+    axis = caps.p1 - caps.p0
+    length = np.linalg.norm(axis, axis=1, keepdims=True)
+    shaft = length > 1e-3
+    unit = np.where(shaft, axis / np.where(shaft, length, 1.0), 0.0)
+    reach0 = (caps.r0 + margin)[:, None]
+    reach1 = (caps.r1 + margin)[:, None]
+    # Extent along each axis of the disc of radius reach1 perpendicular to the shaft.
+    disc1 = np.sqrt(np.clip(1 - unit * unit, 0, 1)) * reach1
+    ball1 = np.where(caps.open_end[:, None] & shaft, disc1, reach1)
+    lo = np.minimum(caps.p0 - reach0, caps.p1 - ball1)
+    hi = np.maximum(caps.p0 + reach0, caps.p1 + ball1)
+    return lo - 1.0, hi + 1.0
+
+
 def _relative(grid: Grid, sl: tuple[slice, slice, slice], p: np.ndarray) -> tuple[np.ndarray, ...]:
     """Voxel coordinates relative to ``p``, float32, shaped to broadcast."""
     z, y, x = grid.axes32
@@ -178,25 +209,101 @@ def _relative(grid: Grid, sl: tuple[slice, slice, slice], p: np.ndarray) -> tupl
 
 def _capsule_distance(
     grid: Grid, sl: tuple[slice, slice, slice], p0: np.ndarray, p1: np.ndarray, r0: float, r1: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance ``d`` (nm) to a capsule's axis, its local radius ``r`` and the
     position ``t`` (0 at ``p0``, 1 at ``p1``) of the closest axis point."""
     wz, wy, wx = _relative(grid, sl, p0)
     d = (p1 - p0).astype(np.float32)
     l2 = float(d @ d)
-    w2 = wz * wz + wy * wy + wx * wx
+    # Every voxel of every capsule box passes here: the z and y terms are
+    # summed on the small (z, y) plane, and the box-sized steps work in place.
+    w2 = (wz * wz + wy * wy) + wx * wx
     if l2 > 1e-6:
-        proj = wz * d[0] + wy * d[1] + wx * d[2]
+        proj = (wz * d[0] + wy * d[1]) + wx * d[2]
         t = proj * np.float32(1.0 / l2)
-        np.clip(t, 0, 1, out=t)
-        dist2 = w2 - t * (2 * proj - t * np.float32(l2))
-        r = np.float32(r0) + t * np.float32(r1 - r0)
+        np.maximum(t, 0, out=t)  # np.clip(t, 0, 1), without its call overhead
+        np.minimum(t, 1, out=t)
+        # dist² = w² - t (2 proj - t l²), evaluated in this order: another
+        # order rounds differently and moves voxels at cell boundaries.
+        proj *= 2
+        r = t * np.float32(l2)
+        proj -= r
+        proj *= t
+        w2 -= proj
+        np.multiply(t, np.float32(r1 - r0), out=r)
+        r += np.float32(r0)
     else:
-        dist2 = w2
         r = np.full(w2.shape, r0, np.float32)
         t = np.zeros(w2.shape, np.float32)
-    np.maximum(dist2, 0, out=dist2)
-    return np.sqrt(dist2, out=dist2), r, t
+    np.maximum(w2, 0, out=w2)
+    return np.sqrt(w2, out=w2), r, t
+
+
+def _capsule_scores(
+    grid: Grid, caps: Capsules, c: int, sl: tuple[slice, slice, slice], margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score ``s = d / r`` of capsule ``c`` over box ``sl`` (inf where it does
+    not reach) and the local radius ``r``."""
+    d, r, t = _capsule_distance(grid, sl, caps.p0[c], caps.p1[c], caps.r0[c], caps.r1[c])
+    far = d >= r + np.float32(margin)
+    if caps.open_end[c]:
+        far |= t >= 1
+    s = np.divide(d, r, out=d)
+    np.copyto(s, np.inf, where=far)
+    return s, r
+
+
+@dataclass
+class _Fold:
+    """Per-voxel state while capsules are folded in (views of one box, or the
+    crop): best score ``s1`` with its radius ``r1``, its capsule ``owner`` and
+    that capsule's ``cell``; runner-up score ``s2`` (of another cell) with its
+    radius ``r2``."""
+
+    s1: np.ndarray
+    r1: np.ndarray
+    s2: np.ndarray
+    r2: np.ndarray
+    owner: np.ndarray
+    cell: np.ndarray
+
+    def __getitem__(self, sl: tuple[slice, slice, slice]) -> _Fold:
+        return _Fold(
+            self.s1[sl], self.r1[sl], self.s2[sl], self.r2[sl], self.owner[sl], self.cell[sl]
+        )
+
+
+def _fold_in(
+    fold: _Fold, s: np.ndarray, r: np.ndarray, c: int, k: int, soma_flags: np.ndarray | None
+) -> None:
+    """Fold one capsule's scores ``s`` (inf where it does not reach) and radii
+    ``r`` into ``fold`` (of the same shape), as capsule ``c`` of cell ``k``.
+
+    A voxel goes to the capsule with the smallest score; the runner-up keeps
+    the smallest score of any other cell. A soma capsule (``soma_flags`` given:
+    which owners are soma capsules) takes every voxel inside it from the other,
+    non-soma capsules of its own cell.
+    """
+    own = fold.cell == k
+    better = s < fold.s1
+    new = better > own  # better & ~own: the old owner becomes the runner-up
+    if new.any():
+        np.copyto(fold.s2, fold.s1, where=new)
+        np.copyto(fold.r2, fold.r1, where=new)
+    second = s < fold.s2
+    second &= ~own
+    second &= ~better
+    if second.any():
+        np.copyto(fold.s2, s, where=second)
+        np.copyto(fold.r2, r, where=second)
+    if soma_flags is None:
+        take = better
+    else:
+        take = (own & (s <= 1) & (better | ~soma_flags[fold.owner])) | new
+    np.copyto(fold.s1, s, where=take)
+    np.copyto(fold.r1, r, where=take)
+    np.copyto(fold.owner, c, where=take)
+    np.copyto(fold.cell, k, where=take)
 
 
 def rasterize(
@@ -219,59 +326,36 @@ def rasterize(
     """
     shape = grid.shape
     margin = margin_nm(grid)
-    # Per voxel: best score, its radius, runner-up score (of another cell),
-    # its radius, owning capsule and its cell.
-    s1 = np.full(shape, np.inf, np.float32)
-    r1 = np.ones(shape, np.float32)
-    s2 = np.full(shape, np.inf, np.float32)
-    r2 = np.ones(shape, np.float32)
-    owner = np.full(shape, -1, np.int32)
-    flat = (*(a.reshape(-1) for a in (s1, r1, s2, r2, owner)), np.full(s1.size, -1, np.int32))
+    fold = _Fold(
+        s1=np.full(shape, np.inf, np.float32),
+        r1=np.ones(shape, np.float32),
+        s2=np.full(shape, np.inf, np.float32),
+        r2=np.ones(shape, np.float32),
+        owner=np.full(shape, -1, np.int32),
+        cell=np.full(shape, -1, np.int32),
+    )
     soma_flags = np.append(caps.soma, np.zeros(len(meshes) + 1, bool))  # per owner, -1 last
-    reach = np.maximum(caps.r0, caps.r1) + margin
-    lo = np.minimum(caps.p0, caps.p1) - reach[:, None]
-    hi = np.maximum(caps.p0, caps.p1) + reach[:, None]
-    for c, sl in _boxes(grid, lo, hi):
-        d, r, t = _capsule_distance(grid, sl, caps.p0[c], caps.p1[c], caps.r0[c], caps.r1[c])
-        near = d < r + np.float32(margin)
-        if caps.open_end[c]:
-            near &= t < 1
-        near = np.nonzero(near)
-        r = r[near]
-        idx = _flat_index(grid.shape, sl, near)
-        _update(flat, idx, d[near] / r, r, c, caps.cell[c], soma_flags if caps.soma[c] else None)
+    for c, sl in _boxes(grid, *_capsule_bounds(caps, margin)):
+        s, r = _capsule_scores(grid, caps, c, sl, margin)
+        _fold_in(fold[sl], s, r, c, caps.cell[c], soma_flags if caps.soma[c] else None)
     mesh_owner = len(caps.r0)
     for m, mc in enumerate(meshes):
-        _mesh_update(grid, mc, mesh_owner + m, flat)
+        _mesh_update(grid, mc, mesh_owner + m, fold)
+    s1, r1, owner = fold.s1, fold.r1, fold.owner
     node = np.append(caps.node, np.full(len(meshes) + 1, -1)).astype(np.int32)[owner]
     for m, mc in enumerate(meshes):
         sel = np.nonzero(owner == mesh_owner + m)
         if len(sel[0]) and len(mc.node_pos):
             pts = np.stack([a[i] for a, i in zip(grid.axes, sel, strict=True)], axis=1)
             node[sel] = mc.node[cKDTree(mc.node_pos).query(pts)[1]]
+    membrane = _membranes(fold, margin, grid.blur_nm)
     inside = s1 <= 1
-    blur = grid.blur_nm
-    membrane = np.zeros(shape, np.float32)
-    flat_m, flat_s1, flat_r1 = membrane.reshape(-1), s1.reshape(-1), r1.reshape(-1)
-    # Cell surfaces (facing extracellular space) and borders between cells.
-    near = np.flatnonzero(np.abs(flat_s1 - 1) * flat_r1 < margin)
-    surface = np.abs(flat_s1[near] - 1) * flat_r1[near]
-    flat_m[near] = _SURFACE * _profile(surface, 14.0, blur)
-    flat_s2 = s2.reshape(-1)
-    pair = np.flatnonzero(inside.reshape(-1) & (flat_s2 < np.inf))
-    border = (flat_s2[pair] - flat_s1[pair]) / (1 / flat_r1[pair] + 1 / r2.reshape(-1)[pair])
-    flat_m[pair] = np.maximum(flat_m[pair], _BORDER * _profile(border, 20.0, blur))
-    myelin = np.zeros(shape, bool)
-    myelin_depth = np.zeros(shape, np.float32)
-    if np.any(caps.sheath > 0):
-        sheath = np.append(caps.sheath, np.zeros(len(meshes) + 1, np.float32))[owner]
-        depth = (1 - s1) * r1
-        myelin = inside & (depth < sheath)
-        myelin_depth = np.where(myelin, depth, 0)
+    sheath = np.append(caps.sheath, np.zeros(len(meshes) + 1, np.float32))
+    myelin, myelin_depth = _myelin(s1, r1, inside, sheath, owner)
     glia_fill, fill_owner = _glia_fill(grid, s1, r1, membrane, fill_pos, fill_node, fill_noise)
-    owned = inside | glia_fill
-    node = np.where(glia_fill, fill_owner, np.where(inside, node, -1))
-    cell = np.append(node_cell, -1)[np.where(owned, node, -1)]
+    np.copyto(node, -1, where=~inside)
+    np.copyto(node, fill_owner, where=glia_fill)
+    cell = np.append(node_cell, -1).astype(np.int32)[node]
     org_kind, org_depth, vesicles = _organelles(grid, orgs, cell, margin)
     return Raster(
         node=node,
@@ -285,55 +369,42 @@ def rasterize(
     )
 
 
-def _flat_index(shape, sl, near) -> np.ndarray:
-    """Flat indices into an array of ``shape`` of the voxels ``near`` of box ``sl``."""
-    iz, iy, ix = (n + s.start for n, s in zip(near, sl, strict=True))
-    return (iz * shape[1] + iy) * shape[2] + ix
+def _membranes(fold: _Fold, margin: float, blur: float) -> np.ndarray:
+    """Membrane darkness (grey levels) at cell surfaces facing extracellular
+    space and at borders between cells."""
+    flat_s1, flat_r1 = fold.s1.reshape(-1), fold.r1.reshape(-1)
+    membrane = np.zeros(fold.s1.shape, np.float32)
+    flat_m = membrane.reshape(-1)
+    surface = np.subtract(flat_s1, 1)
+    np.abs(surface, out=surface)
+    surface *= flat_r1
+    near = np.flatnonzero(surface < margin)
+    flat_m[near] = _SURFACE * _profile(surface[near], 14.0, blur)
+    flat_s2 = fold.s2.reshape(-1)
+    pair = np.flatnonzero((flat_s1 <= 1) & (flat_s2 < np.inf))
+    border = (flat_s2[pair] - flat_s1[pair]) / (1 / flat_r1[pair] + 1 / fold.r2.reshape(-1)[pair])
+    flat_m[pair] = np.maximum(flat_m[pair], _BORDER * _profile(border, 20.0, blur))
+    return membrane
 
 
-def _update(
-    flat: tuple[np.ndarray, ...],
-    idx: np.ndarray,
-    s: np.ndarray,
-    r: np.ndarray,
-    c: int,
-    k: int,
-    soma_flags: np.ndarray | None,
-) -> None:
-    """Fold one capsule's scores ``s`` (radii ``r``) at flat voxel indices ``idx``
-    into the per-voxel state ``flat`` (see :func:`rasterize`).
-
-    A voxel goes to the capsule with the smallest score; the runner-up keeps
-    the smallest score of any other cell. A soma capsule (``soma_flags`` given:
-    which owners are soma capsules) takes every voxel inside it from the other,
-    non-soma capsules of its own cell.
-    """
-    s1, r1, s2, r2, owner, cell = flat
-    best, own = s1[idx], cell[idx] == k
-    better = s < best
-    new = better & ~own
-    if new.any():
-        demoted = idx[new]
-        s2[demoted] = best[new]
-        r2[demoted] = r1[demoted]
-    second = ~own & ~better
-    if second.any():
-        cand, s_c = idx[second], s[second]
-        closer = s_c < s2[cand]
-        s2[cand[closer]] = s_c[closer]
-        r2[cand[closer]] = r[second][closer]
-    if soma_flags is None:
-        take = better
-    else:
-        take = (own & (s <= 1) & (better | ~soma_flags[owner[idx]])) | new
-    won = idx[take]
-    s1[won] = s[take]
-    r1[won] = r[take]
-    owner[won] = c
-    cell[won] = k
+def _myelin(
+    s1: np.ndarray, r1: np.ndarray, inside: np.ndarray, sheath: np.ndarray, owner: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels in a myelin sheath (``sheath``: thickness per owner), and their
+    depth below the sheath's surface (nm)."""
+    myelin = np.zeros(s1.shape, bool)
+    depth_out = np.zeros(s1.shape, np.float32)
+    if np.any(sheath > 0):
+        # Only voxels inside myelinated capsules can lie in a sheath.
+        at = np.flatnonzero(np.take(sheath > 0, owner) & inside)
+        depth = (1 - s1.reshape(-1)[at]) * r1.reshape(-1)[at]
+        in_sheath = depth < sheath[owner.reshape(-1)[at]]
+        myelin.reshape(-1)[at] = in_sheath
+        depth_out.reshape(-1)[at[in_sheath]] = depth[in_sheath]
+    return myelin, depth_out
 
 
-def _mesh_update(grid: Grid, mc: MeshCell, index: int, flat: tuple[np.ndarray, ...]) -> None:
+def _mesh_update(grid: Grid, mc: MeshCell, index: int, fold: _Fold) -> None:
     """Fold a mesh cell's inside mask (with depth from a distance transform) in."""
     from . import mesh as mesh_module  # lazily: only cells with a surface need it
 
@@ -354,10 +425,8 @@ def _mesh_update(grid: Grid, mc: MeshCell, index: int, flat: tuple[np.ndarray, .
     out = np.minimum(out[inner], _MESH_DEPTH)
     s = np.where(inside[inner], 1 - depth / _MESH_DEPTH, 1 + out / _MESH_DEPTH).astype(np.float32)
     sl = tuple(slice(int(a), int(b)) for a, b in zip(i0, i1, strict=True))
-    near = np.nonzero(s < 2)
-    idx = _flat_index(grid.shape, sl, near)
-    r = np.full(len(idx), _MESH_DEPTH, np.float32)
-    _update(flat, idx, s[near], r, index, mc.cell, None)
+    s[s >= 2] = np.inf
+    _fold_in(fold[sl], s, np.full(s.shape, _MESH_DEPTH, np.float32), index, mc.cell, None)
 
 
 def _glia_fill(
@@ -377,10 +446,8 @@ def _glia_fill(
     Returns the sheet mask and the owning node per voxel; draws the sheets'
     membranes into ``membrane``.
     """
-    fill = np.zeros(grid.shape, bool)
-    owner = np.full(grid.shape, -1, np.int64)
     if not len(fill_pos):
-        return fill, owner
+        return np.zeros(grid.shape, bool), np.full(grid.shape, -1, np.int32)
     axes = grid.axes
     ranges = [lattice_range(a, _FILL_LATTICE) for a in axes]
     # The owner lookup rounds to the nearest lattice point: cover that too.
@@ -396,29 +463,33 @@ def _glia_fill(
     dist, idx = cKDTree(fill_pos).query(pts, distance_upper_bound=FILL_REACH_NM)
     found = np.isfinite(dist)
     depth = np.where(found, FILL_REACH_NM - dist, -_FILL_LATTICE).reshape(len(lz), len(ly), len(lx))
-    owner_lat = np.where(found, fill_node[np.minimum(idx, len(fill_node) - 1)], -1).reshape(
-        depth.shape
-    )
+    owner_lat = np.where(found, fill_node[np.minimum(idx, len(fill_node) - 1)], -1)
+    owner_lat = owner_lat.astype(np.int32).reshape(depth.shape)
     lo = tuple(a for a, _ in ranges)
-    reach = interpolate_lattice(depth, lo, axes, _FILL_LATTICE).reshape(-1)
-    nearest = [np.rint(a / _FILL_LATTICE).astype(int) - l0 for a, l0 in zip(axes, lo, strict=True)]
-    # Candidates: extracellular voxels within reach of a process.
-    flat_s1 = s1.reshape(-1)
-    cand = np.flatnonzero((flat_s1 > 1) & (reach > -_FILL_LATTICE))
-    gap = (flat_s1[cand] - 1) * r1.reshape(-1)[cand] - _FILL_ECS
-    sheet = np.minimum(np.minimum(gap, reach[cand]), (noise.reshape(-1)[cand] + 0.5) * 150.0)
-    iz, iy, ix = np.unravel_index(cand, grid.shape)
-    who = owner_lat[nearest[0][iz], nearest[1][iy], nearest[2][ix]]
-    inside = (sheet > 0) & (who >= 0)
-    fill.reshape(-1)[cand[inside]] = True
-    owner.reshape(-1)[cand[inside]] = who[inside]
+    reach = interpolate_lattice(depth, lo, axes, _FILL_LATTICE)
+    # Owner of each voxel: the node of its nearest lattice point (a lookup per axis).
+    who = owner_lat
+    for axis, (a, l0) in enumerate(zip(axes, lo, strict=True)):
+        who = np.take(who, np.rint(a / _FILL_LATTICE).astype(int) - l0, axis=axis)
+    # Sheets: extracellular voxels within reach of a process. Most of the crop
+    # is a candidate, so whole arrays beat picking the candidates out.
+    cand = (s1 > 1) & (reach > -_FILL_LATTICE)
+    sheet = np.subtract(s1, 1)  # the gap to the nearest neurite ...
+    sheet *= r1
+    sheet -= _FILL_ECS
+    np.minimum(sheet, reach, out=sheet)  # ... within reach ...
+    np.add(noise, 0.5, out=reach)
+    reach *= 150.0
+    np.minimum(sheet, reach, out=sheet)  # ... where the noise allows
+    fill = cand & (sheet > 0) & (who >= 0)
+    who[~fill] = -1
     # Sheet membranes, on both sides of the sheet boundary.
-    edge = np.abs(sheet) < margin_nm(grid)
+    edge = np.flatnonzero(cand & (np.abs(sheet) < margin_nm(grid)))
     flat_m = membrane.reshape(-1)
-    flat_m[cand[edge]] = np.maximum(
-        flat_m[cand[edge]], _SURFACE * _profile(sheet[edge], 14.0, grid.blur_nm)
+    flat_m[edge] = np.maximum(
+        flat_m[edge], _SURFACE * _profile(sheet.reshape(-1)[edge], 14.0, grid.blur_nm)
     )
-    return fill, owner
+    return fill, who
 
 
 def _organelles(
@@ -430,22 +501,19 @@ def _organelles(
     reach = orgs.radius + margin
     lo = np.minimum(orgs.p0, orgs.p1) - reach[:, None]
     hi = np.maximum(orgs.p0, orgs.p1) + reach[:, None]
-    flat_cell, flat_kind, flat_depth, flat_ves = (
-        a.reshape(-1) for a in (cell, kind, depth, vesicles)
-    )
     for o, sl in _boxes(grid, lo, hi):
         radius = np.float32(orgs.radius[o])
         dist, _, _ = _capsule_distance(grid, sl, orgs.p0[o], orgs.p1[o], radius, radius)
-        near = np.nonzero(dist < radius + np.float32(margin))
-        idx = _flat_index(grid.shape, sl, near)
-        d = radius - dist[near]
-        mine = flat_cell[idx] == orgs.cell[o]
+        mine = cell[sl] == orgs.cell[o]
+        mine &= dist < radius + np.float32(margin)
+        d = np.subtract(radius, dist, out=dist)  # depth inside the organelle
         if orgs.kind[o] == VESICLES:
-            flat_ves[idx[mine & (d > 0)]] = True
+            vesicles[sl] |= mine & (d > 0)
             continue
-        better = mine & (d > flat_depth[idx])
-        flat_depth[idx[better]] = d[better]
-        flat_kind[idx[better]] = orgs.kind[o]
+        better = d > depth[sl]
+        better &= mine
+        np.copyto(depth[sl], d, where=better)
+        np.copyto(kind[sl], orgs.kind[o], where=better)
     return kind, depth, vesicles
 
 
@@ -490,16 +558,21 @@ def paint(
     blur = grid.blur_nm
     fine, mid = (t.reshape(-1) for t in textures)
     cell = raster.cell.reshape(-1)
-    img = np.full(cell.shape, _ECS, np.float32)
-    img += 4.0 * fine
-    c = np.flatnonzero(cell >= 0)
-    k = cell[c]
-    img[c] = _CYTO + shade[k] + 6.0 * fine[c] + 5.0 * mid[c]
+    # Cytoplasm almost everywhere: whole arrays beat picking the voxels out.
+    img = np.take(shade, cell)
+    img += _CYTO
+    tmp = np.multiply(fine, 6.0)
+    img += tmp
+    np.multiply(mid, 5.0, out=tmp)
+    img += tmp
+    np.multiply(fine, 4.0, out=tmp)
+    tmp += _ECS
+    np.copyto(img, tmp, where=cell < 0)
     # Somata: darker, rougher cytoplasm (endoplasmic reticulum, ribosomes).
-    sub = c[comp.reshape(-1)[c] == Compartment.SOMA]
+    sub = np.flatnonzero(comp.reshape(-1) == Compartment.SOMA)
     img[sub] -= 10.0 + 8.0 * np.abs(fine[sub]) + 30.0 * np.clip(fine[sub] - 1.2, 0, None)
     # Glycogen granules in astrocytes: sparse dark specks.
-    sub = c[glycogen[k] & (fine[c] > 1.6)]
+    sub = np.flatnonzero(glycogen[cell] & (fine > 1.6))
     img[sub] -= 70.0 * (fine[sub] - 1.6) * np.clip(mid[sub] + 0.5, 0, 1)
     od = raster.org_depth.reshape(-1)
     kind = raster.org_kind.reshape(-1)
@@ -545,17 +618,26 @@ def _vesicle_dots(grid: Grid, flat: np.ndarray, blur: float, seed: int) -> np.nd
     at the voxels with flat indices ``flat``."""
     spacing, radius = 55.0, 20.0
     idx = np.unravel_index(flat, grid.shape)
-    pts = np.stack([a[i] for a, i in zip(grid.axes, idx, strict=True)], axis=1)
-    base = np.floor(pts / spacing - 0.5).astype(np.int64)
-    best = np.full(len(pts), np.inf)
+    # Per axis (z, y, x) throughout: 1-D arrays are cheaper than (n, 3) ones.
+    pts = [a[i] for a, i in zip(grid.axes, idx, strict=True)]
+    base = [np.floor(p / spacing - 0.5).astype(np.int64) for p in pts]
+    # The eight lattice cells around each voxel; their hashes share prefixes.
+    hz = [hash64(seed, base[0] + dz) for dz in (0, 1)]
+    hzy = {(dz, dy): rehash(hz[dz], base[1] + dy) for dz in (0, 1) for dy in (0, 1)}
+    # Squared distance to the nearest dot (one square root at the end: it
+    # preserves order, so the result is the same).
+    best = np.full(len(flat), np.inf)
     for corner in np.ndindex(2, 2, 2):
-        cellz = base + np.asarray(corner)
-        h = hash64(seed, cellz[:, 0], cellz[:, 1], cellz[:, 2])
-        j = np.stack([(h >> np.uint64(16 * a)) & np.uint64(0xFFFF) for a in range(3)], axis=1)
-        centre = (cellz + 0.25 + 0.5 * j.astype(np.float64) / 65536.0) * spacing
+        h = rehash(hzy[corner[:2]], base[2] + corner[2])
+        d2 = None
+        for a in range(3):
+            j = ((h >> np.uint64(16 * a)) & np.uint64(0xFFFF)).astype(np.float64)
+            centre = (base[a] + corner[a] + 0.25 + 0.5 * j / 65536.0) * spacing
+            off = pts[a] - centre
+            d2 = off * off if d2 is None else d2 + off * off
         present = (h >> np.uint64(48)) < np.uint64(int(0.8 * 65536))
-        d = np.where(present, np.linalg.norm(pts - centre, axis=1), np.inf)
-        best = np.minimum(best, d)
+        np.minimum(best, d2, out=best, where=present)
+    np.sqrt(best, out=best)
     sigma = np.hypot(radius / 1.2, blur / 2.355)
     return (90.0 * (radius / 1.2 / sigma) ** 2 * np.exp(-0.5 * (best / sigma) ** 2)).astype(
         np.float32
@@ -569,12 +651,25 @@ def _acquire(grid: Grid, img: np.ndarray, seed: int, noise: float, variation: fl
         iz = grid.indices[0]
         slice_gain = (uniform(seed, iz, 11) - 0.5).astype(np.float32)[:, None, None]
         slice_off = (uniform(seed, iz, 12) - 0.5).astype(np.float32)[:, None, None]
+        # img = 128 + (img - 128) (1 + v (0.5 slow + 0.3 gain)) + v (30 slow + 25 off),
+        # in place.
+        gain = np.multiply(slow, 0.5)
+        gain += 0.3 * slice_gain
+        gain *= variation
+        gain += 1
         img -= 128.0
-        img *= 1 + variation * (0.5 * slow + 0.3 * slice_gain)
-        img += 128.0 + variation * (30.0 * slow + 25.0 * slice_off)
+        img *= gain
+        slow *= 30.0
+        slow += 25.0 * slice_off
+        slow *= variation
+        slow += 128.0
+        img += slow
     if noise > 0:
-        scale = np.sqrt(np.maximum(img, 8.0) * np.float32(1 / 128.0))
+        scale = np.maximum(img, 8.0)
+        scale *= np.float32(1 / 128.0)
+        np.sqrt(scale, out=scale)
         scale *= voxel_normal(grid.indices, seed * 16 + 7)
-        img += np.float32(noise) * scale
+        scale *= np.float32(noise)
+        img += scale
     np.clip(img, 0, 255, out=img)
     return np.rint(img, out=img).astype(np.uint8)
