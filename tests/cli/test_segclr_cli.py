@@ -74,16 +74,6 @@ def error_line(capsys) -> str:
     return last
 
 
-@pytest.mark.parametrize("command", ["train", "embed", "import-zips", "export-zips"])
-def test_help(command, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"usage: napari-segclr {command}")
-    assert len(out.splitlines()) > 8
-
-
 def test_train_writes_checkpoint_and_log_then_resumes(checkpoint, capsys):
     _, extra = load_checkpoint(checkpoint)
     assert extra["step"] == 3 and extra["data"][0]["neuropil"]["seed"] == SEED
