@@ -7,7 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import ProgressBar, command, voxel_size_option
+from .common import (
+    PhaseBars,
+    ProgressBar,
+    command,
+    device_options,
+    load_model,
+    non_negative_float,
+    non_negative_int,
+    open_dataset,
+    positive_float,
+    positive_int,
+    segment_id,
+    volume_options,
+)
 
 PRESET_NAMES = ("paper", "lite", "tiny")
 #: Signature "kind" of a store filled from a sharded ZIP release (not by a model of ours).
@@ -17,106 +30,6 @@ IMPORT_KIND = "segclr-csv-zip import"
 def add_commands(sub: argparse._SubParsersAction) -> None:
     for add in (_add_train, _add_embed, _add_import_zips, _add_export_zips):
         add(sub)
-
-
-# --- shared options ---------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _segment_id(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 2**64:
-        raise argparse.ArgumentTypeError(f"segment ids are integers in [1, 2**64), got {text}")
-    return value
-
-
-def _device(text: str) -> str:
-    from ..embed import resolve_device
-
-    try:
-        resolve_device(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
-def _volume_options(parser: argparse._ActionsContainer, *, required: bool) -> None:
-    parser.add_argument(
-        "--em",
-        required=required,
-        metavar="PATH",
-        help="EM volume: TIFF, HDF5 (file.h5:/dataset), Zarr, OME-Zarr, N5 or precomputed",
-    )
-    parser.add_argument(
-        "--seg", required=required, metavar="PATH", help="segmentation of the EM (same formats)"
-    )
-    voxel_size_option(parser, "--em-voxel-size", "the EM")
-    voxel_size_option(parser, "--seg-voxel-size", "the segmentation")
-
-
-def _device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device",
-        type=_device,
-        default="auto",
-        help="auto (CUDA when available, default), cpu, cuda or cuda:N",
-    )
-    parser.add_argument(
-        "--workers",
-        type=_count,
-        default=1,
-        help="threads cutting views ahead of the network (default 1; 0: none)",
-    )
-
-
-def _open_dataset(args: argparse.Namespace) -> Any:
-    from ..io import open_dataset
-
-    return open_dataset(
-        _absolute(args.em),
-        _absolute(args.seg),
-        em_voxel_size=args.em_voxel_size,
-        seg_voxel_size=args.seg_voxel_size,
-    )
-
-
-def _absolute(spec: str) -> str:
-    """A local volume path made absolute, so stores and checkpoints name the data alike
-    from any working folder; URLs stay as written."""
-    from ..io.source import parse_source
-
-    source = parse_source(spec)
-    if source.is_url or source.scheme is not None:
-        return spec
-    location = str(Path(source.location).resolve())
-    return f"{location}:{source.inner}" if source.inner else location
 
 
 # --- train ------------------------------------------------------------------------
@@ -133,7 +46,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     data = p.add_argument_group(
         "data", "either --em and --seg (skeletonised first), or --synthetic-seed"
     )
-    _volume_options(data, required=False)
+    volume_options(data, required=False)
     data.add_argument(
         "--synthetic-seed",
         type=int,
@@ -143,7 +56,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     data.add_argument(
         "--synthetic-shape",
-        type=_positive_int,
+        type=positive_int,
         nargs=3,
         default=(128, 192, 192),
         metavar=("Z", "Y", "X"),
@@ -151,7 +64,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     data.add_argument(
         "--synthetic-voxel-size",
-        type=_positive_float,
+        type=positive_float,
         nargs=3,
         default=(32.0, 32.0, 32.0),
         metavar=("Z", "Y", "X"),
@@ -177,29 +90,29 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="network size: paper (129³ views of 32 nm), lite (65³ of 64 nm, default), "
         "tiny (17³ of 256 nm, for tests)",
     )
-    run.add_argument("--steps", type=_positive_int, default=10_000, help="steps (default 10000)")
+    run.add_argument("--steps", type=positive_int, default=10_000, help="steps (default 10000)")
     run.add_argument(
-        "--batch-size", type=_positive_int, default=32, help="positive pairs per step (default 32)"
+        "--batch-size", type=positive_int, default=32, help="positive pairs per step (default 32)"
     )
     run.add_argument(
-        "--learning-rate", type=_positive_float, default=1e-3, help="peak AdamW rate (default 1e-3)"
+        "--learning-rate", type=positive_float, default=1e-3, help="peak AdamW rate (default 1e-3)"
     )
     run.add_argument(
         "--max-path-nm",
-        type=_positive_float,
+        type=positive_float,
         default=4000.0,
         help="largest distance along the skeleton between a pair's views (default 4000)",
     )
     run.add_argument(
         "--jitter-nm",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=300.0,
         help="random shift of each view centre per axis, nm (default 300)",
     )
-    run.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     run.add_argument(
         "--checkpoint-every",
-        type=_positive_int,
+        type=positive_int,
         default=500,
         help="write the checkpoint every this many steps (default 500)",
     )
@@ -209,7 +122,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="loss log, one row per step (default: beside --out, as NAME.loss.csv)",
     )
-    _device_options(run)
+    device_options(run)
     p.set_defaults(parser=p)
 
 
@@ -238,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     if files:
         with ProgressBar("skeletonising") as progress:
-            data = [TrainingData.from_dataset(_open_dataset(args), progress=progress)]
+            data = [TrainingData.from_dataset(open_dataset(args), progress=progress)]
     else:
         data = []
         for seed in args.synthetic_seed:
@@ -304,7 +217,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         "an interrupted run is simply run again.",
         _embed,
     )
-    _volume_options(p, required=True)
+    volume_options(p, required=True)
     p.add_argument(
         "--store",
         type=Path,
@@ -320,29 +233,29 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--segments",
-        type=_segment_id,
+        type=segment_id,
         nargs="+",
         metavar="ID",
         help="segment ids to embed (default: every segment)",
     )
     p.add_argument(
         "--spacing-nm",
-        type=_positive_float,
+        type=positive_float,
         default=1000.0,
         help="distance between embedded nodes along each skeleton, nm (default 1000)",
     )
     p.add_argument(
-        "--batch-size", type=_positive_int, default=32, help="views per batch (default 32)"
+        "--batch-size", type=positive_int, default=32, help="views per batch (default 32)"
     )
-    _device_options(p)
+    device_options(p)
 
 
 def _embed(args: argparse.Namespace) -> int:
     from ..embed import embed_segments
 
-    model = _load_model(args.model)
-    dataset = _open_dataset(args)
-    with _PhaseBars(("skeletonising", "embedding")) as progress:
+    model = load_model(args.model)
+    dataset = open_dataset(args)
+    with PhaseBars(("skeletonising", "embedding")) as progress:
         result = embed_segments(
             dataset,
             model,
@@ -360,46 +273,6 @@ def _embed(args: argparse.Namespace) -> int:
         f"{result.outside} lie outside the EM"
     )
     return 0
-
-
-def _load_model(name: str) -> Any:
-    if name == "lite":
-        from ..model.shipped import load_shipped_model
-
-        return load_shipped_model()[0]
-    from ..model import load_checkpoint
-
-    return load_checkpoint(Path(name).expanduser())[0]
-
-
-class _PhaseBars:
-    """``progress(done, total)`` for work in phases: a new tqdm bar whenever the count restarts."""
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self._names = names
-        self._phase = -1
-        self._bar = None
-        self._last = (0, -1)
-
-    def __enter__(self) -> _PhaseBars:
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if self._bar is None or total != self._last[1] or done < self._last[0]:
-            self._close()
-            self._phase = min(self._phase + 1, len(self._names) - 1)
-            self._bar = tqdm(total=total, desc=self._names[self._phase])
-        self._bar.update(done - self._bar.n)
-        self._last = (done, total)
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-    def __exit__(self, *exc: object) -> None:
-        self._close()
 
 
 # --- import-zips / export-zips -----------------------------------------------------
@@ -425,7 +298,7 @@ def _add_import_zips(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--dim",
-        type=_positive_int,
+        type=positive_int,
         help="embedding size (default: from the release's sharding.json, else 64)",
     )
 
@@ -496,13 +369,13 @@ def _sharding_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
     default = "" if required else "; default: the folder's sharding.json"
     parser.add_argument(
         "--n-shards",
-        type=_positive_int,
+        type=positive_int,
         required=required,
         help=f"number of shards (H01 and MICrONS v343: 10000, MICrONS v943: 50000{default})",
     )
     parser.add_argument(
         "--bytewidth",
-        type=_positive_int,
+        type=positive_int,
         default=None if not required else 8,
         help="bytes of the segment id hashed by md5 (2022 releases: 64, later: 8"
         + (", default 8)" if required else f"{default})"),
