@@ -65,3 +65,11 @@ class OutputExistsError(SegclrError, FileExistsError):
 
 class StoreSignatureError(SegclrError, ValueError):
     """An embedding store was made by another model or from other data than asked."""
+
+
+class LabelError(SegclrError, ValueError):
+    """Labels cannot train a classifier: too few classes or examples, or unknown class names."""
+
+
+class EmbeddingError(SegclrError, ValueError):
+    """Embeddings hold values that are not finite numbers (NaN, infinity, text)."""
