@@ -29,8 +29,10 @@ def test_variance_grows_and_confidence_falls_far_from_the_data(head, test_set):
         assert np.median(ood.dempster_shafer) > np.median(near.dempster_shafer)
         # Every unfamiliar input is less certain than 95 % of the familiar ones.
         assert np.mean(ood.variance > np.quantile(near.variance, 0.95)) > 0.95
-    # The prior variance of the random-feature GP is ‖φ‖² ≈ 1: far inputs get about that.
-    assert (near.variance > 0).all() and np.median(far.variance) == pytest.approx(1, abs=0.1)
+    # The prior variance of the random-feature GP is ‖φ‖² ≈ 1: the training data pull it
+    # well below that nearby, far inputs stay close to it.
+    assert (near.variance > 0).all() and np.median(near.variance) < 0.4
+    assert 0.6 < np.median(far.variance) <= 1.05
 
 
 def test_hidden_layers_keep_spectral_norm_at_most_one(head):

@@ -6,8 +6,8 @@ between embeddings survive into the hidden space; the output layer is a
 Gaussian process approximated by random Fourier features φ(h) of an RBF
 kernel, its weights β trained as the last layer. After training, the Laplace
 posterior covariance of β is computed in closed form over the training
-features, Σ = (I + Σᵢ pᵢ(1 − pᵢ) φᵢ φᵢᵀ)⁻¹ (a unit prior; pᵢ the
-probability of example i's most probable class), giving each input a
+features, Σ = (I + Σᵢ φᵢ φᵢᵀ)⁻¹ (a unit prior, every example weighing
+one: the Gaussian-likelihood form), giving each input a
 predictive variance var = φᵀ Σ φ: small close to the training data, near
 the prior's ‖φ‖² ≈ 1 far from it. Logits are mean-field adjusted,
 logits / √(1 + λ·var) with λ = π/8, so distant inputs get flatter probabilities.
@@ -116,10 +116,10 @@ def fit(
         parametrize.remove_parametrizations(block, "weight", leave_parametrized=True)
     with torch.no_grad():
         phi = net.features(x)
-        # Each example weighs by the curvature of its log-likelihood, p (1 - p) of its
-        # most probable class: the Laplace approximation of the softmax likelihood.
-        p = torch.softmax(net.output(phi), dim=1).amax(dim=1)
-        phi = phi.double() * torch.sqrt(p * (1 - p)).double()[:, None]
+        # Every example weighs one. Weighing by the softmax curvature p (1 - p) instead
+        # lets confidently fitted examples add almost no precision, so the variance
+        # stays near the prior everywhere and stops telling familiar inputs from others.
+        phi = phi.double()
         precision = torch.eye(phi.shape[1], dtype=torch.float64) + phi.T @ phi
         covariance = torch.cholesky_inverse(torch.linalg.cholesky(precision))
         net.covariance.copy_(covariance.float())
