@@ -22,6 +22,10 @@ is fitted on the views of the training seeds and scored on the views of the
 test seeds, never the same volume for both: macro F1, F1 per class and the
 confusion matrix (rows: true class, columns: predicted) for both encoders.
 The bar for the trained checkpoint: macro F1 >= 0.95 per view.
+
+Windows and view centres come from :mod:`napari_segclr.evaluate.synthetic`;
+``napari-segclr evaluate`` writes the fuller report (label efficiency, cell
+types, out-of-distribution detection, figures).
 """
 
 from __future__ import annotations
@@ -37,100 +41,25 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import confusion_matrix, f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from napari_segclr.io import Dataset, Volume
+from napari_segclr.evaluate import (
+    FIRST_EVALUATION_SEED,
+    SUBCOMPARTMENTS,
+    classification_scores,
+    render_dataset,
+    sample_points,
+    window_config,
+)
+from napari_segclr.io import Dataset
 from napari_segclr.model import PRESETS, ModelConfig, SegclrModel, get_preset, load_checkpoint
 from napari_segclr.model.shipped import load_shipped_model, shipped_checkpoint_path
-from napari_segclr.synthetic import Compartment, Crop, Neuropil, NeuropilConfig, render_all
-from napari_segclr.synthetic.cell_types import CELL_TYPES
+from napari_segclr.synthetic import Neuropil
 from napari_segclr.views import ViewLoader, ViewPoints
 
-#: Seeds from here on are never trained on (``examples/train_shipped_model.py`` refuses them).
-FIRST_EVALUATION_SEED = 1000
-CLASSES = {
-    "soma": (Compartment.SOMA,),
-    "dendrite": (Compartment.DENDRITE, Compartment.APICAL),
-    "axon": (Compartment.AXON,),
-    "glia": (Compartment.GLIA,),
-}
 #: The bar the trained checkpoint is held to.
 MACRO_F1_BAR = 0.95
-#: Half-width (nm) of the virtual region searched for a neuron soma to show.
-SOMA_SEARCH_NM = 24_000.0
-
-
-def window_config(
-    seed: int, *, extent_nm: np.ndarray, voxel_size: float, margin_x_nm: float
-) -> NeuropilConfig:
-    """The window of neuropil ``seed`` that the probe looks at.
-
-    It is centred on the neuron soma nearest the origin in z and y; in x the
-    soma centre lies half a soma radius before the first place views may be
-    centred on (``margin_x_nm`` inside the window), so that the soma fills part
-    of the sampled region and neuropil the rest.
-    """
-    shape = np.maximum(np.round(extent_nm / voxel_size), 1).astype(int)
-    extent = shape * voxel_size
-    search = NeuropilConfig(
-        shape=(int(2 * SOMA_SEARCH_NM / 200),) * 3,
-        voxel_size=200.0,
-        seed=seed,
-        offset=(-SOMA_SEARCH_NM,) * 3,
-    )
-    somata = Neuropil(search).somata()
-    neurons = somata[[CELL_TYPES[t].cell_class == "neuron" for t in somata["cell_type"]]]
-    if neurons.empty:  # plain neuropil around the origin
-        lower_face = -extent / 2
-    else:
-        centres = neurons[["z_nm", "y_nm", "x_nm"]].to_numpy()
-        nearest = int(np.argmin(np.linalg.norm(centres, axis=1)))
-        centre, radius = centres[nearest], float(neurons["radius_nm"].iloc[nearest])
-        lower_face = centre - extent / 2
-        lower_face[2] = centre[2] + radius / 2 - margin_x_nm
-    return NeuropilConfig(
-        shape=tuple(int(s) for s in shape),
-        voxel_size=voxel_size,
-        seed=seed,
-        offset=tuple(lower_face + voxel_size / 2),
-    )
-
-
-def sample_points(
-    crop: Crop,
-    config: NeuropilConfig,
-    *,
-    margin_voxels: Sequence[int],
-    per_class: int,
-    rng: np.random.Generator,
-) -> tuple[ViewPoints, np.ndarray]:
-    """Up to ``per_class`` view centres of each class, and their class indices.
-
-    Within a class every cell is equally likely, then every one of its voxels of
-    that class; centres keep ``margin_voxels`` (z, y, x) from the window's faces.
-    """
-    region = tuple(slice(m, n - m) for m, n in zip(margin_voxels, crop.em.shape, strict=True))
-    corner = np.array([s.start for s in region])
-    compartments, cells = crop.compartments[region], crop.cells[region]
-    ids, centres, labels = [], [], []
-    for label, codes in enumerate(CLASSES.values()):
-        flat = np.flatnonzero(np.isin(compartments, codes))
-        if not len(flat):
-            continue
-        _, owner, sizes = np.unique(cells.flat[flat], return_inverse=True, return_counts=True)
-        weights = 1.0 / sizes[owner]
-        pick = rng.choice(
-            flat, size=min(per_class, len(flat)), replace=False, p=weights / weights.sum()
-        )
-        index = np.stack(np.unravel_index(pick, compartments.shape), axis=1) + corner
-        ids.append(crop.segmentation[tuple(index.T)])
-        centres.append(np.asarray(config.offset) + index * np.asarray(config.voxel_size))
-        labels.append(np.full(len(pick), label))
-    labels = np.concatenate(labels)
-    points = ViewPoints(np.concatenate(ids), np.arange(len(labels)), np.concatenate(centres))
-    return points, labels
 
 
 def embed_points(
@@ -172,18 +101,8 @@ def fit_probe(
         StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000)
     )
     probe.fit(train_x, train_y)
-    predicted = probe.predict(test_x)
-    present = np.unique(test_y)
-    per_class = f1_score(test_y, predicted, labels=present, average=None, zero_division=0)
-    scores = dict(zip(present.tolist(), per_class.tolist(), strict=True))
-    return {
-        "macro_f1": round(float(np.mean(per_class)), 4),
-        "accuracy": round(float(np.mean(predicted == test_y)), 4),
-        "per_class_f1": {
-            name: None if i not in scores else round(scores[i], 4) for i, name in enumerate(classes)
-        },
-        "confusion": confusion_matrix(test_y, predicted, labels=range(len(classes))).tolist(),
-    }
+    names = np.asarray(classes)
+    return classification_scores(names[test_y], names[probe.predict(test_x)], classes=classes)
 
 
 def load_models(args: argparse.Namespace) -> tuple[dict[str, SegclrModel], dict]:
@@ -232,11 +151,7 @@ def split_embeddings(
         volume = window_config(
             seed, extent_nm=extent, voxel_size=args.voxel_size, margin_x_nm=fov[2] / 2
         )
-        crop = render_all(Neuropil(volume))
-        dataset = Dataset(
-            Volume(crop.em, volume.voxel_size, volume.offset),
-            Volume(crop.segmentation, volume.voxel_size, volume.offset, kind="labels"),
-        )
+        crop, dataset = render_dataset(Neuropil(volume))
         points, seed_labels = sample_points(
             crop, volume, margin_voxels=margin, per_class=int(share), rng=rng
         )
@@ -320,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     train_x, train_y = split_embeddings(args.seeds_train, models, config, args, rng)
     test_x, test_y = split_embeddings(args.seeds_test, models, config, args, rng)
-    classes = list(CLASSES)
+    classes = list(SUBCOMPARTMENTS)
     for split, labels in (("train", train_y), ("test", test_y)):
         counts = np.bincount(labels, minlength=len(classes)).tolist()
         report["views"][f"{split}_per_class"] = dict(zip(classes, counts, strict=True))
