@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,39 @@ def embed_segments(
     wanted = None if segment_ids is None else _segment_ids(segment_ids)
     signature = embedding_signature(model, dataset, spacing_nm=spacing)
     path, opened = _existing_store(store, signature)
+    skeletons = select_skeletons(
+        dataset,
+        segment_ids=wanted,
+        skeletons=skeletons,
+        skeleton_params=skeleton_params,
+        chunk_shape=chunk_shape,
+        progress=progress,
+    )
+    if opened is None:
+        opened = EmbeddingStore.create(path, signature=signature, dim=model.config.embedding_dim)
+    return _embed_skeletons(
+        dataset, model, opened, skeletons, spacing, batch_size, target, workers, progress
+    )
+
+
+def select_skeletons(
+    dataset: Dataset,
+    *,
+    segment_ids: Sequence[int] | None = None,
+    skeletons: Mapping[int, Skeleton] | None = None,
+    skeleton_params: SkeletonParams | None = None,
+    chunk_shape: int | Sequence[int] = (256, 256, 256),
+    progress: Progress | None = None,
+) -> dict[int, Skeleton]:
+    """The skeletons :func:`embed_segments` embeds, by segment id.
+
+    ``skeletons`` if given, else the segmentation skeletonised chunk by chunk
+    (``progress(done, total)`` over chunks); restricted to ``segment_ids``,
+    each of which must have a skeleton (else ``SegmentNotFoundError``).
+    Other arguments as for :func:`embed_segments`.
+    """
+    _check_dataset(dataset)
+    wanted = None if segment_ids is None else _segment_ids(segment_ids)
     given = skeletons is not None
     if skeletons is None:
         skeletons = skeletonize_volume(
@@ -240,23 +273,19 @@ def embed_segments(
             params=skeleton_params,
             progress=progress,
         )
-    if wanted is not None:
-        lost = [sid for sid in wanted if sid not in skeletons]
-        if lost:
-            limit = (skeleton_params or SkeletonParams()).min_volume_nm3
-            why = (
-                "not among the skeletons given"
-                if given
-                else (f"absent from {dataset.segmentation.source} or under {limit:g} nm³")
-            )
-            shown = ", ".join(map(str, lost[:5])) + (", …" if len(lost) > 5 else "")
-            raise SegmentNotFoundError(f"no skeleton for segment(s) {shown}: {why}")
-        skeletons = {sid: skeletons[sid] for sid in wanted}
-    if opened is None:
-        opened = EmbeddingStore.create(path, signature=signature, dim=model.config.embedding_dim)
-    return _embed_skeletons(
-        dataset, model, opened, skeletons, spacing, batch_size, target, workers, progress
-    )
+    if wanted is None:
+        return dict(skeletons)
+    lost = [sid for sid in wanted if sid not in skeletons]
+    if lost:
+        limit = (skeleton_params or SkeletonParams()).min_volume_nm3
+        why = (
+            "not among the skeletons given"
+            if given
+            else (f"absent from {dataset.segmentation.source} or under {limit:g} nm³")
+        )
+        shown = ", ".join(map(str, lost[:5])) + (", …" if len(lost) > 5 else "")
+        raise SegmentNotFoundError(f"no skeleton for segment(s) {shown}: {why}")
+    return {sid: skeletons[sid] for sid in wanted}
 
 
 def embed_fragment(
@@ -352,8 +381,41 @@ def _embed_points(
     progress: Progress | None,
 ) -> int:
     """Embed the views of ``points`` batch by batch, appending each batch; returns rows added."""
-    model = model.to(device, memory_format=torch.channels_last_3d).eval()
-    cuda = device.type == "cuda"
+    batches = embed_views(
+        dataset,
+        model,
+        points,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        progress=progress,
+    )
+    added = 0
+    for batch, embeddings in batches:
+        added += store.append(batch.segment_ids, batch.node_ids, batch.centers_nm, embeddings)
+    return added
+
+
+def embed_views(
+    dataset: Dataset,
+    model: SegclrModel,
+    points: ViewPoints,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> Iterator[tuple[ViewPoints, np.ndarray]]:
+    """The embeddings of the views around ``points``, batch by batch.
+
+    Yields ``(batch, embeddings)``: a batch of the points (in the loader's
+    spatial order) and their (B, D) float32 embeddings; storing them is the
+    caller's choice. ``progress(done, total)`` counts views. Other arguments
+    as for :func:`embed_segments`.
+    """
+    target = resolve_device(device)
+    model = model.to(target, memory_format=torch.channels_last_3d).eval()
+    cuda = target.type == "cuda"
     loader = ViewLoader(
         dataset,
         points,
@@ -363,14 +425,15 @@ def _embed_points(
         progress=progress,
         to_torch=True,
     )
-    added = 0
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-        for views, batch in loader:
-            views = views.to(device, non_blocking=True)
+    for views, batch in loader:
+        with (
+            torch.inference_mode(),
+            torch.autocast(target.type, dtype=torch.bfloat16, enabled=cuda),
+        ):
+            views = views.to(target, non_blocking=True)
             views = views.contiguous(memory_format=torch.channels_last_3d)
             embeddings = model.embed(views).float().cpu().numpy()
-            added += store.append(batch.segment_ids, batch.node_ids, batch.centers_nm, embeddings)
-    return added
+        yield batch, embeddings
 
 
 def _check_dataset(dataset: Dataset) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .common import (
     PhaseBars,
     ProgressBar,
+    absolute,
     command,
     device_options,
     load_model,
@@ -248,12 +251,34 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=positive_int, default=32, help="views per batch (default 32)"
     )
     device_options(p)
+    cluster = p.add_argument_group(
+        "cluster",
+        "embed on Dask distributed: the volume is cut into spatial chunks that the workers "
+        "embed into the one store; each finished chunk is recorded in the store, so "
+        "rerunning an interrupted job does only what is missing (default: this process only)",
+    )
+    where = cluster.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="a running Dask scheduler (e.g. tcp://host:8786) whose workers can read the "
+        "volumes and the store at the paths given",
+    )
+    where.add_argument(
+        "--local-workers",
+        type=positive_int,
+        metavar="N",
+        help="start a Dask cluster of N worker processes on this machine",
+    )
+    p.set_defaults(parser=p)
 
 
 def _embed(args: argparse.Namespace) -> int:
     from ..embed import embed_segments
 
     model = load_model(args.model)
+    if args.scheduler is not None or args.local_workers is not None:
+        return _embed_on_cluster(args, model)
     dataset = open_dataset(args)
     with PhaseBars(("skeletonising", "embedding")) as progress:
         result = embed_segments(
@@ -267,12 +292,66 @@ def _embed(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress,
         )
+    _print_embedded(result)
+    return 0
+
+
+def _embed_on_cluster(args: argparse.Namespace, model: Any) -> int:
+    from ..cluster import DatasetSpec, embed_distributed
+
+    spec = DatasetSpec(
+        absolute(args.em),
+        absolute(args.seg),
+        em_voxel_size=args.em_voxel_size,
+        seg_voxel_size=args.seg_voxel_size,
+    )
+    spec.open()  # a missing file or voxel size is reported before a cluster starts
+    with _dask_client(args) as client, PhaseBars(("skeletonising", "embedding")) as progress:
+        result = embed_distributed(
+            spec,
+            model,
+            args.store,
+            client=client,
+            segment_ids=args.segments,
+            spacing_nm=args.spacing_nm,
+            batch_size=args.batch_size,
+            device=args.device,
+            loader_threads=args.workers,
+            progress=progress,
+        )
+    _print_embedded(result)
+    print(
+        f"{result.partitions_run} of {result.partitions} chunks embedded on {result.workers} "
+        f"workers; {result.partitions_skipped} were recorded by an earlier run"
+    )
+    return 0
+
+
+@contextmanager
+def _dask_client(args: argparse.Namespace) -> Iterator[Any]:
+    """A client of the scheduler asked for, or of a local cluster of --local-workers."""
+    if args.scheduler is None:
+        from ..cluster import local_client
+
+        with local_client(args.local_workers) as client:
+            yield client
+        return
+    from distributed import Client
+
+    try:
+        client = Client(args.scheduler)
+    except (OSError, ValueError) as error:
+        args.parser.error(f"--scheduler {args.scheduler}: cannot connect ({error})")
+    with client:
+        yield client
+
+
+def _print_embedded(result: Any) -> None:
     print(
         f"embedded {result.embedded} nodes of {result.segments} segments into {result.store} "
         f"({result.views_per_s:.3g} views/s); {result.already_stored} were stored already, "
         f"{result.outside} lie outside the EM"
     )
-    return 0
 
 
 # --- import-zips / export-zips -----------------------------------------------------
