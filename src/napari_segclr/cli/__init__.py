@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ..exceptions import SegclrError
-from . import data, evaluate, heads, mae, segclr, segment
+from . import data, evaluate, heads, mae, morphology, segclr, segment
 from .common import PROG
 
 
@@ -39,6 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for module in (data, segclr, heads, evaluate, mae, segment):
+    for module in (data, segclr, heads, evaluate, morphology, mae, segment):
         module.add_commands(sub)
     return parser
