@@ -273,6 +273,21 @@ def test_training_stores_how_cells_were_drawn(cell_table, tmp_path):
         )
 
 
+def test_a_run_in_minutes_stops_at_a_checkpoint_once_its_time_is_up(
+    cell_table, tmp_path, monkeypatch
+):
+    import napari_segclr.evaluate.morphology as morphology
+
+    # Timed steps promise 10 steps in the time, but every step takes longer than all of it.
+    monkeypatch.setattr(morphology, "_steps_in", lambda *args: 10)
+    config = TrainConfig(model=TINY, steps=1, batch_size=4, device="cpu")
+    table = read_table(cell_table, where={"batch": ("a",)})
+    result = train_morphology_encoder(table, tmp_path / "enc.pt", config, minutes=1e-4)
+    _, extra = load_checkpoint(tmp_path / "enc.pt")
+    assert result.step == extra["step"] == 1 and len(result.losses) == 1
+    assert extra["train_config"]["steps"] == 10
+
+
 def test_embedding_needs_a_mask_only_encoder(cell_table):
     cells = read_table(cell_table).read_cells(min_radius_nm=50.0)[:2]
     embedded = embed_cells(

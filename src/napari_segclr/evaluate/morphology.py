@@ -227,7 +227,10 @@ def train_morphology_encoder(
         How cells are read and drawn (stored in the checkpoint).
     minutes
         Train for about this long instead of ``train_config.steps``: a few
-        steps are timed first and the step count set from their pace.
+        steps are timed first and the step count set from their pace; where
+        later steps run slower (a busy machine), the run stops at the first
+        checkpoint past the time, short of its planned steps (``--resume``
+        with ``--steps`` finishes the plan).
     resume, workers, log
         As in :func:`~napari_segclr.train.train`.
     progress
@@ -262,28 +265,60 @@ def train_morphology_encoder(
     )
     if progress is not None:
         progress(0, 1)
+    deadline = math.inf
     if minutes is not None:
-        train_config = replace(train_config, steps=_steps_in(minutes, data, train_config, workers))
-        train_config = replace(
-            train_config, checkpoint_every=min(train_config.checkpoint_every, train_config.steps)
-        )
+        deadline = time.perf_counter() + minutes * 60.0
+        steps = _steps_in(minutes, data, train_config, workers)
+        # Checkpoints every 2 % of the run, so that stopping at the deadline loses little.
+        every = max(1, min(train_config.checkpoint_every, steps // 50))
+        train_config = replace(train_config, steps=steps, checkpoint_every=every)
     if progress is not None:
         progress(1, 1)
+    losses: list[float] = []
 
     def report(update: TrainProgress) -> None:
+        losses.append(update.loss)
         if progress is not None:
             progress(update.step, update.total)
         if on_step is not None:
             on_step(update)
+        at_checkpoint = update.step % train_config.checkpoint_every == 0
+        if at_checkpoint and update.step < update.total and time.perf_counter() > deadline:
+            raise _TimeUp
 
-    return train(
-        data,
-        train_config,
+    try:
+        return train(
+            data,
+            train_config,
+            checkpoint=checkpoint,
+            resume=resume,
+            workers=workers,
+            progress=report,
+            log=log,
+        )
+    except _TimeUp:
+        return _stopped_run(Path(checkpoint), losses)
+
+
+class _TimeUp(Exception):
+    """Raised from the progress callback to stop a run whose time is up."""
+
+
+def _stopped_run(checkpoint: Path, losses: list[float]) -> TrainResult:
+    """The result of a run stopped at its last checkpoint (steps slower than timed)."""
+    from ..model import load_checkpoint
+    from ..train import TrainResult
+
+    model, extra = load_checkpoint(checkpoint)
+    seconds = float(extra["elapsed_s"])
+    return TrainResult(
+        model=model,
         checkpoint=checkpoint,
-        resume=resume,
-        workers=workers,
-        progress=report,
-        log=log,
+        step=int(extra["step"]),
+        start_step=0,
+        losses=np.asarray(losses, dtype=np.float64),
+        elapsed_s=seconds,
+        steps_per_s=len(losses) / seconds if seconds > 0 else 0.0,
     )
 
 
