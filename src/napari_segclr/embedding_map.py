@@ -17,9 +17,10 @@ can use it the same way::
   other point where it was.
 - :class:`MapPoints` holds each point's key (segment id, node id; node id -1
   for a point per segment) and its 2D position, indexed so that a lasso,
-  rectangle or click over a million points is answered in milliseconds: a
-  sort by x narrows a selection to its bounding box, and only points on the
-  polygon's edge cells are tested exactly (:meth:`MapPoints.in_polygon`).
+  rectangle or click over a million points is answered in tens of
+  milliseconds: the points are binned once on a grid, a polygon is
+  rasterised on it, and only the points in cells its outline crosses are
+  tested exactly (:meth:`MapPoints.in_polygon`).
 - :func:`point_colors` colours points by annotation, prediction or
   uncertainty with the class colours napari's layers use.
 """
@@ -36,9 +37,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.path import Path as PolygonPath
 
-from .overlays import REJECTED_COLOR, RGBA, fade
+from .exceptions import EmbeddingError
+from .overlays import REJECTED_COLOR, RGBA, class_colors, fade
 
 Progress = Callable[[int, int], None]
 
@@ -426,8 +429,6 @@ def point_colors(results: Any, mode: str, classes: Sequence[str]) -> np.ndarray:
       chance; rejected (out of distribution) dark grey; no head: faint grey;
     - "uncertainty": predictive entropy on a ramp from 0 to log(K) (chance).
     """
-    from .overlays import class_colors
-
     colors = class_colors(classes)
     if mode == "annotation":
         return class_point_colors(results.annotation, colors)
@@ -465,8 +466,6 @@ def uncertainty_colors(entropy: np.ndarray, *, n_classes: int) -> np.ndarray:
 
     NaN (no prediction) is :data:`NO_CLASS_COLOR`.
     """
-    from matplotlib import colormaps
-
     ramp = colormaps[UNCERTAINTY_COLORMAP](np.linspace(0, 1, 256)).astype(np.float32)
     value = np.asarray(entropy, float) / max(np.log(max(n_classes, 2)), 1e-9)
     missing = ~np.isfinite(value)
@@ -478,8 +477,6 @@ def uncertainty_colors(entropy: np.ndarray, *, n_classes: int) -> np.ndarray:
 
 def uncertainty_ramp(steps: int = 5) -> list[RGBA]:
     """Colours of the uncertainty ramp at ``steps`` even stops (for a legend)."""
-    from matplotlib import colormaps
-
     cmap = colormaps[UNCERTAINTY_COLORMAP]
     return [tuple(float(c) for c in cmap(v)) for v in np.linspace(0, 1, steps)]  # type: ignore[misc]
 
@@ -488,8 +485,6 @@ def uncertainty_ramp(steps: int = 5) -> list[RGBA]:
 
 
 def _embedding_array(embedding: np.ndarray) -> np.ndarray:
-    from .exceptions import EmbeddingError
-
     x = np.asarray(embedding)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be (N, D), got shape {x.shape}")

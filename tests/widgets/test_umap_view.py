@@ -62,10 +62,15 @@ def _table(segments: dict[int, str], dim: int, seed: int) -> EmbeddingTable:
     return EmbeddingTable(ids, nodes, positions, x.astype(np.float32))
 
 
-def _viewer_with_session(make_napari_viewer, scene, checkpoint, folder):
-    """A viewer with EM, segmentation, an Annotate widget whose session holds 12 segments."""
+def _viewer_with_session(make_napari_viewer, scene, checkpoint, folder, *, show=False):
+    """A viewer with EM, segmentation, an Annotate widget whose session holds 12 segments.
+
+    Only a shown window sizes the plot's canvas (mouse positions, pixels), but
+    workers must not run in one: napari's progress bar, made in the worker,
+    processes GUI events there and may draw a canvas off the GUI thread.
+    """
     em, segmentation, segments = scene
-    viewer = make_napari_viewer(show=True)  # a shown window sizes the plot's canvas
+    viewer = make_napari_viewer(show=show)
     viewer.add_image(em, name="EM", scale=(VOXEL,) * 3)
     viewer.add_labels(segmentation, name="segmentation", scale=(VOXEL,) * 3)
     annotate = AnnotateWidget(viewer)
@@ -112,7 +117,7 @@ def test_lasso_selects_segments_and_the_viewer_selection_shows_in_the_plot(
     make_napari_viewer, scene, checkpoint, tmp_path
 ):
     viewer, annotate, session = _viewer_with_session(
-        make_napari_viewer, scene, checkpoint, tmp_path / "session"
+        make_napari_viewer, scene, checkpoint, tmp_path / "session", show=True
     )
     _, _, segments = scene
     widget = _dock(viewer)
@@ -264,7 +269,9 @@ def test_segment_points_fit_select_and_cancel(
 
 
 def test_screenshot_of_the_umap_view(make_napari_viewer, scene, checkpoint, tmp_path):
-    viewer, _, _ = _viewer_with_session(make_napari_viewer, scene, checkpoint, tmp_path / "session")
+    viewer, _, _ = _viewer_with_session(
+        make_napari_viewer, scene, checkpoint, tmp_path / "session", show=True
+    )
     widget = _dock(viewer)
     widget.fit(background=False)
     points = widget.map.points
@@ -286,7 +293,7 @@ def test_screenshot_of_the_umap_view(make_napari_viewer, scene, checkpoint, tmp_
 
 
 def test_without_a_session_the_widget_says_what_to_do(make_napari_viewer):
-    viewer = make_napari_viewer(show=True)
+    viewer = make_napari_viewer()
     widget = _dock(viewer)
     assert "Annotate widget" in widget.status.value
     widget.fit(background=False)

@@ -281,8 +281,8 @@ class UmapViewWidget(Container):
         self._annotate: Any = None
         self._overlay_of: Labels | None = None  # the segmentation the selection layer shows
         self._connect()
-        if not self.attach():
-            self._draw()
+        self.attach()
+        self._draw()
 
     # --------------------------------------------------------------- wiring
 
@@ -399,7 +399,7 @@ class UmapViewWidget(Container):
             background,
         )
 
-    def _sync(self, *, background: bool = True) -> None:
+    def _sync(self) -> None:
         """Place newly embedded points on the shown map with its transform (nothing refitted)."""
         entry = self._maps.get(self._key)
         if entry is None or self.session is None:
@@ -423,7 +423,7 @@ class UmapViewWidget(Container):
             work,
             "placing new points on the UMAP",
             lambda result: self._use_map(session, key, result, radius, fit_view=False),
-            background,
+            background=True,
         )
 
     def _use_map(
@@ -454,19 +454,21 @@ class UmapViewWidget(Container):
         Returns their ids; they become the session's selection (``add``: joined
         to it).
         """
-        umap_map = self.map
-        if umap_map is None or self.session is None:
-            return np.zeros(0, np.uint64)
-        ids = umap_map.points.segments_of(umap_map.points.in_polygon(polygon))
-        self._select(ids, add)
-        return ids
+        return self._select_points(lambda points: points.in_polygon(polygon), add)
 
     def select_rectangle(
         self, corner: Sequence[float], opposite: Sequence[float], *, add: bool = False
     ) -> np.ndarray:
         """Select the segments of the points in a rectangle (map coordinates); returns their ids."""
-        (x0, y0), (x1, y1) = corner, opposite
-        return self.select_polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], add=add)
+        return self._select_points(lambda points: points.in_rectangle(corner, opposite), add)
+
+    def _select_points(self, rows: Callable[[Any], np.ndarray], add: bool) -> np.ndarray:
+        umap_map = self.map
+        if umap_map is None or self.session is None:
+            return np.zeros(0, np.uint64)
+        ids = umap_map.points.segments_of(rows(umap_map.points))
+        self._select(ids, add)
+        return ids
 
     def _lassoed(self, polygon: np.ndarray, add: bool) -> None:
         self.select_polygon(polygon, add=add)
