@@ -121,6 +121,8 @@ def test_train_on_the_open_layers_reopens_the_annotate_session(make_napari_viewe
 
 def test_bad_choices_are_notifications(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
+    _, docked = viewer.window.add_plugin_dock_widget("napari-segclr", "Train")
+    assert isinstance(docked, TrainWidget) and docked.checkpoint.value.suffix == ".pt"
     widget = _dock(viewer, tmp_path / "model.pt", steps=2, every=1)
     before = len(notification_manager.records)
     widget.train(background=False)  # no layers to train on

@@ -294,7 +294,8 @@ def test_screenshot_of_the_umap_view(make_napari_viewer, scene, checkpoint, tmp_
 
 def test_without_a_session_the_widget_says_what_to_do(make_napari_viewer):
     viewer = make_napari_viewer()
-    widget = _dock(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-segclr", "UMAP view")
+    assert isinstance(widget, UmapViewWidget)
     assert "Annotate widget" in widget.status.value
     widget.fit(background=False)
     assert widget.map is None

@@ -322,8 +322,9 @@ class TrainWidget(Container):
         final = f", final loss {result.losses[-1]:.4f}" if len(result.losses) else ""
         self.status.value = (
             f"trained {result.step:,} steps ({result.steps_per_s:.3g} steps/s){final}; "
-            f"checkpoint {result.checkpoint}"
+            f"wrote {Path(result.checkpoint).name}"
         )
+        self.status.tooltip = str(result.checkpoint)
         self._hand_over(Path(result.checkpoint))
 
     def _hand_over(self, path: Path) -> None:

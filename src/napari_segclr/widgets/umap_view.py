@@ -54,8 +54,9 @@ NODES, SEGMENTS = "nodes", "segments"
 LASSO, RECTANGLE, PAN = "lasso", "rectangle", "pan / zoom"
 #: The Labels layer that shows the selected segments in the viewer.
 SELECTION_LAYER = "SegCLR selection"
-#: Selected segments in the viewer, and the outline of highlighted points in the plot.
-HIGHLIGHT = (1.0, 0.95, 0.2, 1.0)
+#: Selected segments in the viewer, and the outline of highlighted points in the plot:
+#: white, which no class colour is.
+HIGHLIGHT = (1.0, 1.0, 1.0, 1.0)
 BACKGROUND = "#1b1d22"
 #: A press and release closer than this (screen px) is a click: it picks the nearest point.
 CLICK_PX = 6
@@ -583,12 +584,14 @@ class UmapViewWidget(Container):
         classes = self.session.classes(self.target.value)
         if self.color_by.value == "uncertainty":
             ramp = "".join(_swatch(c) for c in uncertainty_ramp())
-            text = f"entropy 0 {ramp} log {len(classes)} (chance) · {_swatch(NO_CLASS_COLOR)} none"
+            text = (
+                f"entropy 0 {ramp} log {len(classes)} (chance) · {_entry(NO_CLASS_COLOR, 'none')}"
+            )
         else:
             colors = class_colors(classes)
             none = "unlabelled" if self.color_by.value == "annotation" else "no prediction"
-            text = " ".join(f"{_swatch(colors[c])} {c}" for c in classes)
-            text += f" · {_swatch(NO_CLASS_COLOR)} {none}"
+            text = " ".join(_entry(colors[c], c) for c in classes)
+            text += f" · {_entry(NO_CLASS_COLOR, none)}"
         self.legend.value = text
 
     def _show_status(self) -> None:
@@ -648,6 +651,11 @@ class UmapViewWidget(Container):
             self._task.cancel()
             # umap-learn has no stopping point: the result is dropped once it returns.
             self.status.value = "cancelling: the map is dropped as soon as umap-learn returns …"
+
+
+def _entry(color: Sequence[float], name: str) -> str:
+    """A legend entry that does not break between its swatch and its name."""
+    return f"{_swatch(color)}&nbsp;{name.replace(' ', '&nbsp;')}"
 
 
 def _swatch(color: Sequence[float]) -> str:
