@@ -5,6 +5,11 @@ Here that callback drives a napari progress bar and, once the user cancels,
 raises inside the library call so it stops at its next report. Errors in the
 user's input (``SegclrError``) become a one-line notification, never a
 traceback dialog.
+
+The progress bar lives on the GUI thread: reports from the worker reach it
+through a queued Qt signal, because napari's activity dialog processes Qt
+events when a bar changes, and doing that from a worker thread can draw the
+canvas off the GUI thread and abort napari.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from napari.qt.threading import create_worker
 from napari.utils import progress as progress_bar
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
 
 from ..exceptions import SegclrError
 
@@ -25,6 +31,17 @@ Progress = Callable[[int, int], None]
 
 class _Cancelled(Exception):
     pass
+
+
+class _Reports(QObject):
+    """Carries ``(done, total)`` from the worker thread to the bar on the GUI thread."""
+
+    report = Signal(object, object)  # Python ints: counts may pass 2**31
+
+
+def _show(bar: Any, done: int, total: int) -> None:
+    bar.total = total
+    bar.update(done - bar.n)
 
 
 class Task(Generic[T]):
@@ -43,36 +60,39 @@ class Task(Generic[T]):
         self._on_done = on_done
         self._on_finish = on_finish
         self._cancel = threading.Event()
+        self._reports = _Reports()
         self.worker: Any = None
 
     def start(self) -> None:
         """Start in a worker thread; results arrive on the GUI thread."""
-        self.worker = create_worker(self._body, _start_thread=False)
+        bar = progress_bar(total=0, desc=self._description)
+        self._reports.report.connect(lambda done, total: _show(bar, done, total))
+        self.worker = create_worker(self._body, self._reports.report.emit, _start_thread=False)
         self.worker.returned.connect(self._deliver)
+        self.worker.finished.connect(bar.close)
         self.worker.start()
 
     def run(self) -> None:
         """Run on the calling thread (scripts, tests, screenshots)."""
-        self._deliver(self._body())
+        with progress_bar(total=0, desc=self._description) as bar:
+            outcome = self._body(lambda done, total: _show(bar, done, total))
+        self._deliver(outcome)
 
     def cancel(self) -> None:
         self._cancel.set()
 
-    def _body(self) -> tuple[str, Any]:
-        with progress_bar(total=0, desc=self._description) as bar:
+    def _body(self, display: Progress) -> tuple[str, Any]:
+        def report(done: int, total: int) -> None:
+            if self._cancel.is_set():
+                raise _Cancelled
+            display(done, total)
 
-            def report(done: int, total: int) -> None:
-                if self._cancel.is_set():
-                    raise _Cancelled
-                bar.total = total
-                bar.update(done - bar.n)
-
-            try:
-                return "done", self._func(report)
-            except _Cancelled:
-                return "cancelled", None
-            except SegclrError as err:
-                return "error", str(err)
+        try:
+            return "done", self._func(report)
+        except _Cancelled:
+            return "cancelled", None
+        except SegclrError as err:
+            return "error", str(err)
 
     def _deliver(self, outcome: tuple[str, Any]) -> None:
         status, value = outcome
