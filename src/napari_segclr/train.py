@@ -723,6 +723,12 @@ def _append_log(path: Path, row: tuple[int, float, float, float]) -> None:
         csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.6g}", f"{elapsed:.2f}"])
 
 
+def loss_log_path(checkpoint: str | os.PathLike[str]) -> Path:
+    """Where a run's loss log goes by default: ``NAME.loss.csv`` beside checkpoint ``NAME.pt``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.loss.csv")
+
+
 def read_log(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A training log written by :func:`train`: step, loss, learning_rate, elapsed_s."""
     return pd.read_csv(path)

@@ -189,3 +189,50 @@ class PhaseBars:
 
     def __exit__(self, *exc: object) -> None:
         self._close()
+
+
+class LossBar:
+    """A tqdm bar over steps that shows the latest loss."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __enter__(self) -> LossBar:
+        return self
+
+    def __call__(self, update: Any) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=update.total, initial=update.step - 1, desc="training")
+        self._bar.set_postfix(loss=f"{update.loss:.4f}", refresh=False)
+        self._bar.update(update.step - self._bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def run_options(parser: argparse.ArgumentParser, *, checkpoint_every: int) -> None:
+    """--seed, --checkpoint-every, --log and the device options of a training command."""
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=checkpoint_every,
+        help=f"write the checkpoint every this many steps (default {checkpoint_every})",
+    )
+    parser.add_argument(
+        "--log",
+        type=Path,
+        metavar="CSV",
+        help="loss log, one row per step (default: beside --out, as NAME.loss.csv)",
+    )
+    device_options(parser)
+
+
+def training_log(args: argparse.Namespace) -> Path:
+    """The loss log of a training command: --log, or NAME.loss.csv beside --out."""
+    from ..train import loss_log_path
+
+    return args.log or loss_log_path(args.out)

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    LossBar,
     absolute,
     command,
-    device_options,
     non_negative_float,
-    non_negative_int,
     positive_float,
     positive_int,
+    run_options,
+    training_log,
     voxel_size_option,
 )
-from .segclr import _LossBar
 
 PRESET_NAMES = ("base", "small", "tiny")
 
@@ -68,8 +68,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         )
     except ValueError as error:  # shapes that do not fit the data or each other
         args.parser.error(str(error))
-    log = _log_path(args)
-    with _LossBar() as progress:
+    log = training_log(args)
+    with LossBar() as progress:
         result = pretrain(
             volumes,
             config,
@@ -135,8 +135,8 @@ def _finetune(args: argparse.Namespace) -> int:
         config = FinetuneConfig(model=model, dice_weight=args.dice_weight, **_schedule(args))
     except ValueError as error:  # shapes that do not fit the data or each other
         args.parser.error(str(error))
-    log = _log_path(args)
-    with _LossBar() as progress:
+    log = training_log(args)
+    with LossBar() as progress:
         result = finetune(
             raw,
             labels,
@@ -213,20 +213,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--no-flips", action="store_true", help="no random flips and y/x swaps of the tiles"
     )
-    run.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    run.add_argument(
-        "--checkpoint-every",
-        type=positive_int,
-        default=500,
-        help="write the checkpoint every this many steps (default 500)",
-    )
-    run.add_argument(
-        "--log",
-        type=Path,
-        metavar="CSV",
-        help="loss log, one row per step (default: beside --out, as NAME.loss.csv)",
-    )
-    device_options(run)
+    run_options(run, checkpoint_every=500)
 
 
 def _refuse_existing(args: argparse.Namespace) -> None:
@@ -270,10 +257,6 @@ def _schedule(args: argparse.Namespace) -> dict[str, Any]:
 
 def _seconds(args: argparse.Namespace) -> float | None:
     return None if args.minutes is None else 60.0 * args.minutes
-
-
-def _log_path(args: argparse.Namespace) -> Path:
-    return args.log or args.out.with_name(f"{args.out.stem}.loss.csv")
 
 
 def _report(args: argparse.Namespace, result: Any, log: Path, verb: str) -> None:

@@ -14,6 +14,8 @@ from .common import (
     non_negative_int,
     positive_float,
     positive_int,
+    run_options,
+    training_log,
 )
 
 PRESET_NAMES = ("morphology", "morphology-local", "tiny")
@@ -110,18 +112,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=non_negative_float,
         help="random shift of each view centre per axis, nm (default: 1/16 of the view's width)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--checkpoint-every",
-        type=positive_int,
-        default=100,
-        help="write the checkpoint every this many steps (default 100)",
-    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument(
-        "--log", type=Path, metavar="CSV", help="loss log (default: beside --out, NAME.loss.csv)"
-    )
-    device_options(p)
+    run_options(p, checkpoint_every=100)
     p.set_defaults(parser=p)
 
 
@@ -156,7 +148,7 @@ def _train(args: argparse.Namespace) -> int:
         min_radius_nm=args.min_radius_nm or RenderConfig.min_radius_nm,
         fixed_radius_nm=args.fixed_radius_nm,
     )
-    log = args.log or args.out.with_name(f"{args.out.stem}.loss.csv")
+    log = training_log(args)
     losses: list[float] = []
     with PhaseBars(TRAIN_PHASES) as progress:
         result = train_morphology_encoder(

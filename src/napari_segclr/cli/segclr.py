@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    LossBar,
     PhaseBars,
     ProgressBar,
     absolute,
@@ -17,11 +18,12 @@ from .common import (
     device_options,
     load_model,
     non_negative_float,
-    non_negative_int,
     open_dataset,
     positive_float,
     positive_int,
+    run_options,
     segment_id,
+    training_log,
     volume_options,
 )
 
@@ -112,20 +114,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default=300.0,
         help="random shift of each view centre per axis, nm (default 300)",
     )
-    run.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    run.add_argument(
-        "--checkpoint-every",
-        type=positive_int,
-        default=500,
-        help="write the checkpoint every this many steps (default 500)",
-    )
-    run.add_argument(
-        "--log",
-        type=Path,
-        metavar="CSV",
-        help="loss log, one row per step (default: beside --out, as NAME.loss.csv)",
-    )
-    device_options(run)
+    run_options(run, checkpoint_every=500)
     p.set_defaults(parser=p)
 
 
@@ -165,8 +154,8 @@ def _train(args: argparse.Namespace) -> int:
             )
             with ProgressBar(f"rendering seed {seed}") as progress:
                 data.append(TrainingData.synthetic(neuropil, progress=progress))
-    log = args.log or args.out.with_name(f"{args.out.stem}.loss.csv")
-    with _LossBar() as progress:
+    log = training_log(args)
+    with LossBar() as progress:
         result = train(
             data,
             config,
@@ -184,28 +173,6 @@ def _train(args: argparse.Namespace) -> int:
         f"final loss {result.losses[-1]:.4f}; wrote {args.out} and {log}"
     )
     return 0
-
-
-class _LossBar:
-    """A tqdm bar over steps that shows the latest loss."""
-
-    def __init__(self) -> None:
-        self._bar = None
-
-    def __enter__(self) -> _LossBar:
-        return self
-
-    def __call__(self, update: Any) -> None:
-        from tqdm import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=update.total, initial=update.step - 1, desc="training")
-        self._bar.set_postfix(loss=f"{update.loss:.4f}", refresh=False)
-        self._bar.update(update.step - self._bar.n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 # --- embed ------------------------------------------------------------------------

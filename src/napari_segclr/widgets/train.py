@@ -57,11 +57,6 @@ def default_checkpoint() -> Path:
     return Path.home() / ".napari-segclr" / "checkpoints" / f"segclr-{stamp}.pt"
 
 
-def loss_log_path(checkpoint: Path) -> Path:
-    """The loss log written beside a checkpoint (as the ``train`` command names it)."""
-    return checkpoint.with_name(f"{checkpoint.stem}.loss.csv")
-
-
 class LossPlot(QWidget):
     """The loss per step: raw values faint, their running mean bold (QPainter, no plot library)."""
 
@@ -217,7 +212,7 @@ class TrainWidget(Container):
         if self._task is not None:
             show_info("busy: training is in progress; cancel it first")
             return
-        from ..train import TrainConfig
+        from ..train import TrainConfig, loss_log_path
 
         if str(self.checkpoint.value) in ("", "."):
             show_error("choose a checkpoint file to write (Checkpoint)")
