@@ -27,8 +27,9 @@ import numpy as np
 
 from napari_segclr.model import load_checkpoint
 from napari_segclr.model.shipped import SHIPPED_PRESET, save_compact_checkpoint
+from napari_segclr.runs import read_log
 from napari_segclr.synthetic import NeuropilConfig
-from napari_segclr.train import TrainConfig, TrainingData, read_log, train
+from napari_segclr.train import TrainConfig, TrainingData, train
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO / "src" / "napari_segclr" / "weights" / "segclr_lite.pt"

@@ -80,7 +80,7 @@ from .skeleton import Skeleton, SkeletonParams, resample
 from .store import EmbeddingStore
 from .store.table import as_segment_ids
 from .synthetic import Neuropil, NeuropilConfig
-from .train import _on_segment, skeletons_from_nodes
+from .train import nodes_on_segment, skeletons_from_nodes
 from .views import ViewPoints, ViewSpec
 
 T = TypeVar("T")
@@ -474,7 +474,7 @@ def _ground_truth_rows(
         labels = neuropil.render(tuple(map(slice, start, stop))).segmentation
         corner = np.asarray(config.offset) + start * np.asarray(config.voxel_size)
         volume = Volume(labels, config.voxel_size, tuple(corner), kind="labels")
-        kept.append(these[_on_segment(these, volume, labels)])
+        kept.append(these[nodes_on_segment(these, volume, labels)])
     return pd.concat(kept, ignore_index=True)
 
 

@@ -30,7 +30,6 @@ state first, so a run stopped at any moment leaves a checkpoint that resumes.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import itertools
 import json
@@ -53,24 +52,28 @@ from .model import (
     ModelConfig,
     SegclrAugment,
     SegclrModel,
-    atomic_torch_save,
     get_preset,
     load_checkpoint,
     nt_xent_loss,
     save_checkpoint,
+)
+from .runs import (
+    append_log,
+    load_state,
+    save_run,
+    start_log,
+    step_seeds,
 )
 from .skeleton import Skeleton, SkeletonParams, skeletonize_volume
 from .synthetic import Neuropil, NeuropilConfig, render_all
 from .views import PairSampler, ViewSpec, extract_views, prefetch_map
 
 TRAIN_FORMAT = "napari-segclr/train"
-STATE_FORMAT = "napari-segclr/train-state"
 SCHEDULES = ("cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 #: Fields of :class:`TrainConfig` that a resumed run may change: they do not
 #: change what a step computes (``steps`` stretches the schedule).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "device", "bf16")
-_LOG_COLUMNS = ("step", "loss", "learning_rate", "elapsed_s")
 
 
 # ----------------------------------------------------------------------------- config
@@ -258,7 +261,7 @@ class TrainingData:
             ),
         )
         nodes = neuropil.nodes()
-        visible = _on_segment(nodes, dataset.segmentation, crop.segmentation)
+        visible = nodes_on_segment(nodes, dataset.segmentation, crop.segmentation)
         skeletons = skeletons_from_nodes(nodes[visible])
         return cls(dataset, skeletons, {"kind": "synthetic", "neuropil": settings})
 
@@ -334,7 +337,7 @@ def skeletons_from_nodes(nodes: pd.DataFrame) -> dict[int, Skeleton]:
     return skeletons
 
 
-def _on_segment(nodes: pd.DataFrame, volume: Volume, labels: np.ndarray) -> np.ndarray:
+def nodes_on_segment(nodes: pd.DataFrame, volume: Volume, labels: np.ndarray) -> np.ndarray:
     """Which nodes have a voxel of their own segment within one voxel of them.
 
     Processes thinner than a voxel may not be rendered at all; views around
@@ -471,7 +474,7 @@ def train(
     model, optimizer, start, elapsed_before = _start(path, config, provenance, resume, device)
     log_path = None if log is None else Path(log).expanduser()
     if log_path is not None:
-        _start_log(log_path, start)
+        start_log(log_path, start)
     losses: list[float] = []
     started = time.perf_counter()
     use_bf16 = config.bf16 and device.type == "cuda"
@@ -488,7 +491,7 @@ def train(
             elapsed = elapsed_before + time.perf_counter() - started
             # Log first: a resumed run drops the rows after its checkpoint, never misses one.
             if log_path is not None:
-                _append_log(log_path, (done, loss, lr, elapsed))
+                append_log(log_path, (done, loss, lr, elapsed))
             if done % config.checkpoint_every == 0 or done == config.steps:
                 _save(path, model, optimizer, config, provenance, done, elapsed, loss)
             if progress is not None:
@@ -523,7 +526,7 @@ def _start(
         model, extra = load_checkpoint(path)
         info = _training_info(path, extra)
         _check_resumable(path, info, config, provenance)
-        state = _load_state(path, info)
+        state = load_state(path, info)
         model = _to_device(model, device)
         optimizer = _optimizer(model, config)
         optimizer.load_state_dict(state["optimizer"])
@@ -564,7 +567,7 @@ def _batches(
         for index, (source, sampler, share) in enumerate(
             zip(sources, samplers, shares, strict=True)
         ):
-            pair_seed, shift_seed = _step_seeds(config.seed, step, index + 1, count=2)
+            pair_seed, shift_seed = step_seeds(config.seed, step, index + 1, count=2)
             ids, a, b = sampler.sample(int(share), generator=pair_seed)
             views = extract_views(
                 source.dataset,
@@ -591,7 +594,7 @@ def _step(
     use_bf16: bool,
 ) -> float:
     """One optimiser step on a batch of pairs; returns the loss."""
-    (augment_seed,) = _step_seeds(config.seed, step, 0, count=1)
+    (augment_seed,) = step_seeds(config.seed, step, 0, count=1)
     augment = SegclrAugment.from_config(config.model, seed=augment_seed)
     batch = torch.from_numpy(views).to(device, non_blocking=True)
     batch = augment(batch.contiguous(memory_format=torch.channels_last_3d))
@@ -612,17 +615,7 @@ def _step(
     return value
 
 
-def _step_seeds(seed: int, step: int, stream: int, *, count: int) -> list[int]:
-    """``count`` seeds for one random stream of one step (stream 0: augmentations)."""
-    state = np.random.SeedSequence([seed, step, stream]).generate_state(count, np.uint64)
-    return [int(s) for s in state]
-
-
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def _state_path(path: Path, step: int) -> Path:
-    return path.with_name(f"{path.name}.state-{step:09d}")
 
 
 def _save(
@@ -635,23 +628,21 @@ def _save(
     elapsed_s: float,
     loss: float,
 ) -> None:
-    """Write the training state, then the checkpoint that names it, then drop older states."""
-    state_path = _state_path(path, step)
-    payload = {"format": STATE_FORMAT, "step": step, "optimizer": optimizer.state_dict()}
-    atomic_torch_save(payload, state_path)
+    """Write the training state, then the checkpoint that names it (see :func:`save_run`)."""
     extra = {
         "format": TRAIN_FORMAT,
         "train_config": config.to_dict(),
-        "step": step,
         "loss": loss,
         "elapsed_s": elapsed_s,
-        "state_file": state_path.name,
         "data": provenance,
     }
-    save_checkpoint(path, model, extra=extra)
-    for old in path.parent.glob(f"{path.name}.state-*"):
-        if old != state_path:
-            old.unlink(missing_ok=True)
+    save_run(
+        path,
+        optimizer,
+        step=step,
+        extra=extra,
+        write=lambda e: save_checkpoint(path, model, extra=e),
+    )
 
 
 def _training_info(path: Path, extra: dict) -> dict:
@@ -681,57 +672,6 @@ def _check_resumable(path: Path, info: dict, config: TrainConfig, provenance: li
         raise CheckpointError(
             f"{path} was trained on other data; resume it on the same volumes or start anew"
         )
-
-
-def _load_state(path: Path, info: dict) -> dict:
-    state_path = path.with_name(str(info.get("state_file", "")))
-    if not info.get("state_file") or not state_path.is_file():
-        raise CheckpointError(
-            f"the training state {state_path.name} of {path} is missing; it cannot be resumed"
-        )
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{state_path} is not a napari-segclr training state") from error
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{state_path} is not a napari-segclr training state")
-    if state.get("step") != info.get("step"):
-        raise CheckpointError(f"{state_path} does not belong to step {info.get('step')} of {path}")
-    return state
-
-
-# ----------------------------------------------------------------------------- loss log
-
-
-def _start_log(path: Path, step: int) -> None:
-    """A log with a header and the rows of steps up to ``step`` (kept from a resumed run)."""
-    rows: list[list[str]] = []
-    if step and path.is_file():
-        with path.open(newline="") as f:
-            reader = csv.reader(f)
-            next(reader, None)
-            rows = [row for row in reader if row and int(row[0]) <= step]
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(_LOG_COLUMNS)
-        writer.writerows(rows)
-
-
-def _append_log(path: Path, row: tuple[int, float, float, float]) -> None:
-    step, loss, lr, elapsed = row
-    with path.open("a", newline="") as f:
-        csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.6g}", f"{elapsed:.2f}"])
-
-
-def loss_log_path(checkpoint: str | os.PathLike[str]) -> Path:
-    """Where a run's loss log goes by default: ``NAME.loss.csv`` beside checkpoint ``NAME.pt``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.loss.csv")
-
-
-def read_log(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A training log written by :func:`train`: step, loss, learning_rate, elapsed_s."""
-    return pd.read_csv(path)
 
 
 def _plain(value: Any) -> Any:

@@ -10,7 +10,7 @@ import tifffile
 from napari_segclr.cli import mae
 from napari_segclr.exceptions import OutputExistsError
 from napari_segclr.mae import load_affinity_model, load_model
-from napari_segclr.train import read_log
+from napari_segclr.runs import read_log
 
 from .conftest import toy_cells
 

@@ -25,7 +25,7 @@ from napari_segclr.mae import (
     pretrain,
 )
 from napari_segclr.model import SegclrModel, save_checkpoint
-from napari_segclr.train import read_log
+from napari_segclr.runs import read_log
 
 PRE = PretrainConfig(model="tiny", steps=4, batch_size=2, checkpoint_every=2, device="cpu")
 TUNE = FinetuneConfig(steps=4, batch_size=2, checkpoint_every=2, device="cpu")

@@ -12,11 +12,11 @@ import torch
 from napari_segclr.exceptions import CheckpointError, OutputExistsError, SegmentTooSmallError
 from napari_segclr.io import Dataset, Volume
 from napari_segclr.model import SegclrModel, get_preset, load_checkpoint
+from napari_segclr.runs import read_log
 from napari_segclr.train import (
     TrainConfig,
     TrainingData,
     TrainProgress,
-    read_log,
     skeletons_from_nodes,
     train,
 )

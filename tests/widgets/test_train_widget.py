@@ -11,8 +11,8 @@ from napari.utils.notifications import notification_manager
 
 from napari_segclr.model import SegclrModel, get_preset, load_checkpoint, model_signature
 from napari_segclr.model import save_checkpoint as save_model
+from napari_segclr.runs import loss_log_path, read_log
 from napari_segclr.synthetic import Neuropil, NeuropilConfig, render_all
-from napari_segclr.train import loss_log_path, read_log
 from napari_segclr.widgets.annotate import CHECKPOINT, AnnotateWidget
 from napari_segclr.widgets.train import LAYERS, SYNTHETIC, TrainWidget
 

@@ -233,6 +233,6 @@ def run_options(parser: argparse.ArgumentParser, *, checkpoint_every: int) -> No
 
 def training_log(args: argparse.Namespace) -> Path:
     """The loss log of a training command: --log, or NAME.loss.csv beside --out."""
-    from ..train import loss_log_path
+    from ..runs import loss_log_path
 
     return args.log or loss_log_path(args.out)

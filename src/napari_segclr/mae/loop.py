@@ -27,36 +27,27 @@ from torch import nn
 
 from ..embed import resolve_device
 from ..exceptions import CheckpointError, OutputExistsError
-from ..model import atomic_torch_save
-from ..train import (
-    STATE_FORMAT,
-    TrainProgress,
-    TrainResult,
-    _append_log,
-    _load_state,
-    _start_log,
-    _state_path,
-    _step_seeds,
-)
+from ..runs import append_log, load_state, save_run, start_log, step_seeds
+from ..train import TrainProgress, TrainResult
 from ..views import prefetch_map
 from .checkpoint import load_model, save_model
 from .config import FinetuneConfig, PretrainConfig
 
 Batch = TypeVar("Batch")
-#: Random streams of a step (see ``napari_segclr.train._step_seeds``).
+#: Random streams of a step (see ``napari_segclr.runs.step_seeds``).
 MASK_STREAM, DATA_STREAM = 0, 1
 FORMATS = {"mae": "napari-segclr/mae-pretrain", "affinity": "napari-segclr/mae-finetune"}
 
 
 def step_generator(seed: int, step: int) -> np.random.Generator:
     """The numpy generator of step ``step``'s data (crops, augmentations)."""
-    (value,) = _step_seeds(seed, step, DATA_STREAM, count=1)
+    (value,) = step_seeds(seed, step, DATA_STREAM, count=1)
     return np.random.default_rng(value)
 
 
 def step_torch_generator(seed: int, step: int) -> torch.Generator:
     """The CPU torch generator of step ``step``'s masks."""
-    (value,) = _step_seeds(seed, step, MASK_STREAM, count=1)
+    (value,) = step_seeds(seed, step, MASK_STREAM, count=1)
     return torch.Generator().manual_seed(value % 2**63)
 
 
@@ -90,7 +81,7 @@ def fit(
     )
     log_path = None if log is None else Path(log).expanduser()
     if log_path is not None:
-        _start_log(log_path, start)
+        start_log(log_path, start)
     losses: list[float] = []
     started = time.perf_counter()
     use_bf16 = config.bf16 and device.type == "cuda"
@@ -117,7 +108,7 @@ def fit(
             seconds = time.perf_counter() - started
             elapsed = elapsed_before + seconds
             if log_path is not None:  # before the checkpoint: a resume never misses a row
-                _append_log(log_path, (done, loss_value, lr, elapsed))
+                append_log(log_path, (done, loss_value, lr, elapsed))
             out_of_time = time_limit_s is not None and seconds >= time_limit_s
             if done % config.checkpoint_every == 0 or done == config.steps or out_of_time:
                 _save(path, kind, model, optimizer, config, provenance, done, elapsed, loss_value)
@@ -158,7 +149,7 @@ def _start(
         if info.get("format") != FORMATS[kind]:
             raise CheckpointError(f"{path} holds weights only, no training run to resume")
         _check_resumable(path, info, config, provenance)
-        state = _load_state(path, info)
+        state = load_state(path, info)
         model = model.to(device)
         optimizer = _optimizer(model, config)
         optimizer.load_state_dict(state["optimizer"])
@@ -217,20 +208,14 @@ def _save(
     elapsed_s: float,
     loss: float,
 ) -> None:
-    """Write the optimiser state, then the checkpoint that names it, then drop older states."""
-    state_path = _state_path(path, step)
-    payload = {"format": STATE_FORMAT, "step": step, "optimizer": optimizer.state_dict()}
-    atomic_torch_save(payload, state_path)
+    """Write the optimiser state, then the checkpoint that names it (see :func:`save_run`)."""
     extra = {
         "format": FORMATS[kind],
         "train_config": config.to_dict(),
-        "step": step,
         "loss": loss,
         "elapsed_s": elapsed_s,
-        "state_file": state_path.name,
         "data": provenance,
     }
-    save_model(path, model, extra=extra)
-    for old in path.parent.glob(f"{path.name}.state-*"):
-        if old != state_path:
-            old.unlink(missing_ok=True)
+    save_run(
+        path, optimizer, step=step, extra=extra, write=lambda e: save_model(path, model, extra=e)
+    )

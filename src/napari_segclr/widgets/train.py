@@ -212,7 +212,8 @@ class TrainWidget(Container):
         if self._task is not None:
             show_info("busy: training is in progress; cancel it first")
             return
-        from ..train import TrainConfig, loss_log_path
+        from ..runs import loss_log_path
+        from ..train import TrainConfig
 
         if str(self.checkpoint.value) in ("", "."):
             show_error("choose a checkpoint file to write (Checkpoint)")
@@ -371,7 +372,7 @@ class TrainWidget(Container):
 
     def _start_plot(self, log: Path | None) -> None:
         """Start the plot anew, or from the loss log of the run being resumed."""
-        from ..train import read_log
+        from ..runs import read_log
 
         self._updates.clear()
         self._first_step = 0
