@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .morphology import MorphologyReport
-from .report import _atomic, _confusion_axes, _figure, check_output_dir
+from .report import check_output_dir, confusion_axes, new_figure, write_atomic
 
 RESULT_FILES = ("results.json", "cells.csv", "results.png")
 
@@ -38,16 +38,16 @@ def write_report(
     figure = plot_report(report.summary)
     json_path, csv_path, png_path = (folder / name for name in RESULT_FILES)
     return [
-        _atomic(json_path, lambda f: f.write(text.encode())),
-        _atomic(csv_path, lambda f: f.write(table.encode())),
-        _atomic(png_path, lambda f: figure.savefig(f, format="png", dpi=110)),
+        write_atomic(json_path, lambda f: f.write(text.encode())),
+        write_atomic(csv_path, lambda f: f.write(table.encode())),
+        write_atomic(png_path, lambda f: figure.savefig(f, format="png", dpi=110)),
     ]
 
 
 def plot_report(summary: Mapping[str, Any]) -> Any:
     """A figure: macro F1 against R beside the baseline, compartment F1, confusion matrices."""
     cell_types = summary["cell_types"]
-    figure = _figure(12, 9.5)
+    figure = new_figure(12, 9.5)
     axes = figure.subplots(2, 2)
     figure.suptitle(
         f"{summary['label']}: {len(summary['classes'])} classes, "
@@ -58,8 +58,8 @@ def plot_report(summary: Mapping[str, Any]) -> Any:
     confusion = cell_types["confusion"]
     classes = confusion["classes"]
     best = cell_types["best_radius_um"]
-    _confusion_axes(axes[1, 0], confusion["segclr"], classes, f"SegCLR, R = {best:g} µm")
-    _confusion_axes(axes[1, 1], confusion["baseline"], classes, "morphometrics + random forest")
+    confusion_axes(axes[1, 0], confusion["segclr"], classes, f"SegCLR, R = {best:g} µm")
+    confusion_axes(axes[1, 1], confusion["baseline"], classes, "morphometrics + random forest")
     return figure
 
 

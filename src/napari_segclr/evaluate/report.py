@@ -67,7 +67,7 @@ def write_report(
     out = check_output_dir(out_dir, force=force)
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    written = [_atomic(out / REPORT_JSON, lambda f: f.write(text.encode()))]
+    written = [write_atomic(out / REPORT_JSON, lambda f: f.write(text.encode()))]
     drawers: dict[str, Callable[[dict[str, Any]], Any]] = {
         "label_efficiency.png": label_efficiency_figure,
         "confusion_subcompartments.png": subcompartment_confusion_figure,
@@ -79,12 +79,12 @@ def write_report(
     for name in FIGURES:
         figure = drawers[name](report)
         written.append(
-            _atomic(out / name, lambda f, fig=figure: fig.savefig(f, format="png", dpi=110))
+            write_atomic(out / name, lambda f, fig=figure: fig.savefig(f, format="png", dpi=110))
         )
     return written
 
 
-def _atomic(path: Path, write: Callable[[Any], Any]) -> Path:
+def write_atomic(path: Path, write: Callable[[Any], Any]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -100,7 +100,7 @@ def _atomic(path: Path, write: Callable[[Any], Any]) -> Path:
 # ----------------------------------------------------------------------------- figures
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -124,7 +124,7 @@ def _find_bar(report: dict[str, Any], start: str) -> dict[str, Any]:
 def label_efficiency_figure(report: dict[str, Any]) -> Any:
     """Macro F1 against labelled views: median and range over draws, per method."""
     efficiency = report["label_efficiency"]
-    figure = _figure(7.5, 4.8)
+    figure = new_figure(7.5, 4.8)
     ax = figure.subplots()
     for name, curve in efficiency["methods"].items():
         x = np.asarray(curve["labels"])
@@ -149,7 +149,7 @@ def label_efficiency_figure(report: dict[str, Any]) -> Any:
     return figure
 
 
-def _confusion_axes(ax: Any, matrix: list[list[int]], classes: list[str], title: str) -> None:
+def confusion_axes(ax: Any, matrix: list[list[int]], classes: list[str], title: str) -> None:
     counts = np.asarray(matrix, float)
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
@@ -168,13 +168,13 @@ def subcompartment_confusion_figure(report: dict[str, Any]) -> Any:
     """Confusion matrices (counts; colour: share of the true class) of the three methods."""
     summary = report["subcompartments"]
     methods = summary["methods"]
-    figure = _figure(4.0 * len(methods), 4.4)
+    figure = new_figure(4.0 * len(methods), 4.4)
     for ax, (name, scores) in zip(figure.subplots(1, len(methods)), methods.items(), strict=True):
         title = (
             f"{_METHOD_NAMES.get(name, name)}\n{scores['labels']} labels, "
             f"macro F1 {scores['macro_f1']}"
         )
-        _confusion_axes(ax, scores["confusion"], summary["classes"], title)
+        confusion_axes(ax, scores["confusion"], summary["classes"], title)
     _bar_note(figure, _find_bar(report, "subcompartment"))
     return figure
 
@@ -182,7 +182,7 @@ def subcompartment_confusion_figure(report: dict[str, Any]) -> Any:
 def cell_type_radius_figure(report: dict[str, Any]) -> Any:
     """Cell-type macro F1 per node and per segment against the aggregation radius."""
     cells = report["cell_types"]
-    figure = _figure(6.5, 4.5)
+    figure = new_figure(6.5, 4.5)
     ax = figure.subplots()
     radii = cells["radii_um"]
     ax.plot(radii, cells["per_node_macro_f1"], marker="o", label="per node")
@@ -207,12 +207,12 @@ def cell_type_confusion_figure(report: dict[str, Any]) -> Any:
     cells = report["cell_types"]
     best = cells["radii_um"].index(cells["best_radius_um"])
     shown = sorted({0, best})
-    figure = _figure(4.6 * len(shown), 4.8)
+    figure = new_figure(4.6 * len(shown), 4.8)
     axes = np.atleast_1d(figure.subplots(1, len(shown)))
     for ax, i in zip(axes, shown, strict=True):
         scores = cells["per_node"][i]
         title = f"R = {cells['radii_um'][i]:g} µm, per node: macro F1 {scores['macro_f1']}"
-        _confusion_axes(ax, scores["confusion"], cells["classes"], title)
+        confusion_axes(ax, scores["confusion"], cells["classes"], title)
     _bar_note(figure, _find_bar(report, "cell-type"))
     return figure
 
@@ -220,7 +220,7 @@ def cell_type_confusion_figure(report: dict[str, Any]) -> Any:
 def ood_figure(report: dict[str, Any]) -> Any:
     """ROC curves of each head's uncertainty for telling neurons from the glia it knows."""
     ood = report["ood"]
-    figure = _figure(6.0, 5.0)
+    figure = new_figure(6.0, 5.0)
     ax = figure.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     styles = {"dempster_shafer": "-", "one_minus_confidence": "--", "variance": ":"}
@@ -251,7 +251,7 @@ def umap_figure(report: dict[str, Any]) -> Any:
     """UMAP of test embeddings coloured by subcompartment and by cell type."""
     umap = report["umap"]
     panels = [("subcompartments", "views by subcompartment"), ("cell_types", "nodes by cell type")]
-    figure = _figure(11.0, 5.0)
+    figure = new_figure(11.0, 5.0)
     for ax, (key, title) in zip(figure.subplots(1, 2), panels, strict=True):
         points = umap[key]
         labels = np.asarray(points["labels"])

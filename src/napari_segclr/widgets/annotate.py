@@ -269,8 +269,8 @@ class AnnotateWidget(Container):
         def work(progress: Progress) -> tuple[AnnotationSession, str]:
             from ..io import Dataset
 
-            em = _volume(em_layer, "image")
-            seg = _volume(seg_layer, "labels")
+            em = layer_volume(em_layer, "image")
+            seg = layer_volume(seg_layer, "labels")
             model, options["device"], note = _load_model(model_spec, device)
             session = AnnotationSession(Dataset(em, seg), model, folder, **options)
             return session, note
@@ -751,7 +751,7 @@ def format_answers(segment_id: int, answers: Sequence[Answer]) -> str:
     return "<br>".join(lines)
 
 
-def _volume(layer: Any, kind: str) -> Any:
+def layer_volume(layer: Any, kind: str) -> Any:
     data = list(layer.data) if layer.multiscale else layer.data
     return volume_from_layer_data(
         data,

@@ -43,7 +43,7 @@ from qtpy.QtWidgets import QWidget
 
 from ..model.presets import PRESETS
 from ._tasks import Progress, Task
-from .annotate import CHECKPOINT, _volume, annotate_widget
+from .annotate import CHECKPOINT, annotate_widget, layer_volume
 from .umap_view import SELECTION_LAYER
 
 LAYERS, SYNTHETIC = "open layers", "synthetic neuropil"
@@ -301,7 +301,7 @@ class TrainWidget(Container):
             from ..io import Dataset
             from ..train import TrainingData
 
-            dataset = Dataset(_volume(em, "image"), _volume(seg, "labels"))
+            dataset = Dataset(layer_volume(em, "image"), layer_volume(seg, "labels"))
             return TrainingData.from_dataset(dataset, progress=progress)
 
         return from_layers
