@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from napari_segclr.atomic import write_csv_atomic
 from napari_segclr.exceptions import (
     LabelError,
     SegmentNotFoundError,
@@ -32,7 +33,6 @@ from napari_segclr.session import (
     read_predictions,
     session_folder_for,
     volume_from_layer_data,
-    write_csv_atomic,
 )
 from napari_segclr.synthetic import (
     Compartment,

@@ -54,7 +54,6 @@ import contextlib
 import getpass
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +66,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .aggregate import Aggregation
+from .atomic import write_csv_atomic
 from .embed import embed_fragment, embed_segments, open_embedding_store
 from .exceptions import (
     LabelError,
@@ -864,11 +864,13 @@ class AnnotationSession:
         return out.astype(str)
 
     def _save_annotations(self) -> None:
-        write_csv_atomic(annotation_frame(self._annotations), self.folder / ANNOTATIONS_FILE)
+        write_csv_atomic(
+            annotation_frame(self._annotations), self.folder / ANNOTATIONS_FILE, durable=True
+        )
 
     def _write_predictions(self) -> None:
         frame = self.segment_frame().assign(model=self.model_signature)
-        write_csv_atomic(frame, self.folder / PREDICTIONS_FILE)
+        write_csv_atomic(frame, self.folder / PREDICTIONS_FILE, durable=True)
 
 
 def annotation_frame(annotations: Mapping[tuple[str, int], Mapping[str, str]]) -> pd.DataFrame:
@@ -913,28 +915,6 @@ def read_predictions(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise VolumeNotFoundError(f"predictions file {path} does not exist")
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
     return frame.astype({"segment_id": np.uint64})
-
-
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write ``frame`` as CSV to ``path``: a complete file or the old one, flushed to disk."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            frame.to_csv(f, index=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; annotations are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    if os.name == "posix":  # the rename itself reaches the disk only with its folder
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
 
 
 def volume_from_layer_data(
@@ -1065,5 +1045,4 @@ __all__ = [
     "read_predictions",
     "session_folder_for",
     "volume_from_layer_data",
-    "write_csv_atomic",
 ]

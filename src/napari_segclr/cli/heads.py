@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -319,13 +317,7 @@ def _node_keys(table: Any) -> Any:
 
 def _write_csv(frame: Any, path: Path) -> None:
     """Write ``frame`` to ``path`` atomically (a reader never sees half a file)."""
+    from ..atomic import write_csv_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            frame.to_csv(f, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_csv_atomic(frame, path)

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomic
 from .morphology import MorphologyReport
-from .report import check_output_dir, confusion_axes, new_figure, write_atomic
+from .report import check_output_dir, confusion_axes, new_figure
 
 RESULT_FILES = ("results.json", "cells.csv", "results.png")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..exceptions import OutputExistsError
 
 #: The files a report folder holds.
@@ -82,19 +82,6 @@ def write_report(
             write_atomic(out / name, lambda f, fig=figure: fig.savefig(f, format="png", dpi=110))
         )
     return written
-
-
-def write_atomic(path: Path, write: Callable[[Any], Any]) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; reports are meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
 
 
 # ----------------------------------------------------------------------------- figures

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from ..aggregate import Aggregation
+from ..atomic import write_atomic
 from ..exceptions import (
     CheckpointError,
     EmbeddingError,
@@ -151,15 +151,7 @@ class Head:
             f"state/{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()
         }
         arrays.update(meta=np.array(json.dumps(meta)), mean=self.mean, scale=self.scale)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp makes files private; heads are meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, lambda f: np.savez(f, **arrays))
 
     def _forward(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = as_embeddings(embeddings, dim=self.dim)

@@ -6,13 +6,13 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..atomic import write_atomic
 from ..exceptions import CheckpointError, ShapeMismatchError
 from .encoder import SegclrEncoder
 from .heads import ProjectionHead
@@ -108,16 +108,7 @@ def save_checkpoint(path: str | os.PathLike, model: SegclrModel, *, extra: dict)
 
 def atomic_torch_save(payload: object, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: never half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(
