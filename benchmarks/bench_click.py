@@ -30,16 +30,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import report_header
 
 from napari_segclr.heads import HEAD_KINDS, fit_head
 from napari_segclr.io import Dataset, Volume
@@ -176,13 +175,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     report: dict = {
-        "benchmark": "click-to-prediction latency and head refit",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
+        **report_header("click-to-prediction latency and head refit", threads=args.threads),
         "device": args.device,
-        "load_average_1min_start": round(os.getloadavg()[0], 2),
     }
     model, report["model"] = load_model(args)
     report["views"] = {

@@ -28,13 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
 import numpy as np
 import torch
+from _common import report_header
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -201,14 +200,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
     report: dict = {
-        "benchmark": "classifier heads and radius aggregation",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **report_header("classifier heads and radius aggregation", threads=args.threads),
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
-        "torch_threads": args.threads,
-        # The cores may be shared: a load above the core count means contended timings.
-        "load_average_1min_start": round(os.getloadavg()[0], 2),
         "task": {
             "dim": args.dim,
             "classes": args.classes,

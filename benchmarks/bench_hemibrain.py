@@ -39,16 +39,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import edt
 import numpy as np
 import torch
+from _common import report_header
 from bench_probe import fit_probe
 
 from napari_segclr.io import Dataset, Volume
@@ -280,13 +279,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.perf_counter()
     config = mask_config(args)
     report: dict = {
-        "benchmark": "axon vs dendrite from mask-only views, hemibrain DA1 neurons",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
-        # The cores may be shared: a load above the thread count means contended timings.
-        "load_average_1min_start": round(os.getloadavg()[0], 2),
+        **report_header(
+            "axon vs dendrite from mask-only views, hemibrain DA1 neurons", threads=args.threads
+        ),
         "views": {
             "kind": "mask",
             "shape": list(config.view_shape),

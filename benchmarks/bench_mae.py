@@ -37,17 +37,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
+from _common import report_header
 from sklearn.metrics import average_precision_score
 
 from napari_segclr.io import Volume
@@ -143,14 +142,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report: dict = {
-        "benchmark": "MAE pre-training vs scratch, affinity segmentation of fib25 sample2",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
+        **report_header(
+            "MAE pre-training vs scratch, affinity segmentation of fib25 sample2",
+            threads=args.threads,
+        ),
         "device": args.device,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "load_average_1min_start": round(os.getloadavg()[0], 2),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     unlabelled = [load(args.data, name) for name in UNLABELLED]

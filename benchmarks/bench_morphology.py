@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from _common import report_header
 
 from napari_segclr.evaluate.morphology import (
     MorphologyEvalConfig,
@@ -153,13 +152,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report: dict = {
-        "benchmark": "cell types from mask-view SegCLR embeddings vs morphometrics (SWC cells)",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
-        # The cores may be shared: a load above the thread count means contended timings.
-        "load_average_1min_start": round(os.getloadavg()[0], 2),
+        **report_header(
+            "cell types from mask-view SegCLR embeddings vs morphometrics (SWC cells)",
+            threads=args.threads,
+        ),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "datasets": {},
     }

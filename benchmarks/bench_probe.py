@@ -33,13 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import numpy as np
 import torch
+from _common import report_header
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -208,13 +207,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report: dict = {
-        "benchmark": "linear probe on SegCLR embeddings, synthetic neuropil",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
-        # The cores may be shared: a load above the thread count means contended timings.
-        "load_average_1min_start": round(os.getloadavg()[0], 2),
+        **report_header(
+            "linear probe on SegCLR embeddings, synthetic neuropil", threads=args.threads
+        ),
     }
     models, report["checkpoint"] = load_models(args)
     config = next(iter(models.values())).config

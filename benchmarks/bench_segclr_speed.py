@@ -36,15 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from datetime import UTC, datetime
 
 import numpy as np
 import torch
+from _common import report_header
 
 from napari_segclr.io import Dataset, Volume
 from napari_segclr.model import PRESETS, SegclrModel, count_flops
@@ -350,13 +349,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report: dict = {
-        "benchmark": "SegCLR embedding speed per preset",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        **report_header("SegCLR embedding speed per preset"),
         "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        # The cores may be shared: a load above the thread count means contended timings.
-        "load_average_1min_start": round(os.getloadavg()[0], 2),
         "flop_count": "conv + linear multiply-adds x 2 (torch FlopCounterMode), one view",
     }
     dataset, points, report["volume"] = neuropil_points(args)
