@@ -130,8 +130,35 @@ class Callbacks:
             callback(*args)
 
 
+class _Columns:
+    """Per-row columns read off a prediction, with fills where there is no head yet."""
+
+    segment_id: np.ndarray
+    prediction: Prediction | SegmentPrediction | None
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Predicted class names ("" without a head)."""
+        return _or_fill(self.prediction, "labels", len(self.segment_id), "")
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """The largest class probability (NaN without a head)."""
+        return _or_fill(self.prediction, "confidence", len(self.segment_id), np.nan)
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        """Predictive entropy in nats (NaN without a head)."""
+        return _or_fill(self.prediction, RANK_SCORE, len(self.segment_id), np.nan)
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """True where the head's reject rule calls the row out of distribution."""
+        return _or_fill(self.prediction, "rejected", len(self.segment_id), False)
+
+
 @dataclass(frozen=True, eq=False)
-class NodeResults:
+class NodeResults(_Columns):
     """One target's view of every embedded node (arrays of length N, rows sorted by id).
 
     Attributes
@@ -153,29 +180,9 @@ class NodeResults:
     annotation: np.ndarray
     prediction: Prediction | None
 
-    @property
-    def predicted(self) -> np.ndarray:
-        """(N,) predicted class names ("" without a head)."""
-        return _or_fill(self.prediction, "labels", len(self.segment_id), "")
-
-    @property
-    def confidence(self) -> np.ndarray:
-        """(N,) the largest class probability (NaN without a head)."""
-        return _or_fill(self.prediction, "confidence", len(self.segment_id), np.nan)
-
-    @property
-    def uncertainty(self) -> np.ndarray:
-        """(N,) predictive entropy in nats (NaN without a head)."""
-        return _or_fill(self.prediction, RANK_SCORE, len(self.segment_id), np.nan)
-
-    @property
-    def rejected(self) -> np.ndarray:
-        """(N,) True where the head's reject rule calls the node out of distribution."""
-        return _or_fill(self.prediction, "rejected", len(self.segment_id), False)
-
 
 @dataclass(frozen=True, eq=False)
-class SegmentResults:
+class SegmentResults(_Columns):
     """One target's view of every embedded segment (arrays of length S, ids ascending).
 
     Attributes
@@ -192,22 +199,6 @@ class SegmentResults:
     n_nodes: np.ndarray
     annotation: np.ndarray
     prediction: SegmentPrediction | None
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return _or_fill(self.prediction, "labels", len(self.segment_id), "")
-
-    @property
-    def confidence(self) -> np.ndarray:
-        return _or_fill(self.prediction, "confidence", len(self.segment_id), np.nan)
-
-    @property
-    def uncertainty(self) -> np.ndarray:
-        return _or_fill(self.prediction, RANK_SCORE, len(self.segment_id), np.nan)
-
-    @property
-    def rejected(self) -> np.ndarray:
-        return _or_fill(self.prediction, "rejected", len(self.segment_id), False)
 
 
 @dataclass(frozen=True)
