@@ -60,11 +60,11 @@ from ..session import (
     session_folder_for,
     volume_from_layer_data,
 )
+from ._layers import NODES_LAYER, layer_choices
 from ._tasks import Progress, Task
 
 SHIPPED, CHECKPOINT = "shipped lite", "checkpoint file"
 TARGET_NAMES = {COMPARTMENT: "compartment (per node)", CELL_TYPE: "cell type (per segment)"}
-NODES_LAYER = "SegCLR nodes"
 #: A click that moves the pointer further than this (screen px) is a drag, not a pick.
 DRAG_PX = 5
 
@@ -107,8 +107,8 @@ class AnnotateWidget(Container):
         self.viewer = viewer
         self.session: AnnotationSession | None = None
         # Encoder
-        self.em_layer = ComboBox(label="EM", choices=self._layer_names(Image))
-        self.seg_layer = ComboBox(label="Segmentation", choices=self._layer_names(Labels))
+        self.em_layer = ComboBox(label="EM", choices=layer_choices(viewer, Image))
+        self.seg_layer = ComboBox(label="Segmentation", choices=layer_choices(viewer, Labels))
         self.model_source = ComboBox(label="Model", choices=[SHIPPED, CHECKPOINT], value=SHIPPED)
         self.checkpoint = FileEdit(label="Checkpoint", mode="r", filter="*.pt", visible=False)
         self.device = ComboBox(label="Device", choices=["auto", "cuda", "cpu"], value="auto")
@@ -217,16 +217,6 @@ class AnnotateWidget(Container):
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
         if _WIDGETS.get(self.viewer) is self:
             del _WIDGETS[self.viewer]
-
-    def _layer_names(self, kind: type) -> Callable[[Any], list[str]]:
-        def names(_: Any = None) -> list[str]:
-            return [
-                layer.name
-                for layer in self.viewer.layers
-                if isinstance(layer, kind) and layer.name != NODES_LAYER
-            ]
-
-        return names
 
     def _refresh_layer_choices(self, event: Any = None) -> None:
         self.em_layer.reset_choices()

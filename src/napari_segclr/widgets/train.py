@@ -42,9 +42,9 @@ from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
 
 from ..model.presets import PRESETS
+from ._layers import layer_choices
 from ._tasks import Progress, Task
 from .annotate import CHECKPOINT, annotate_widget, layer_volume
-from .umap_view import SELECTION_LAYER
 
 LAYERS, SYNTHETIC = "open layers", "synthetic neuropil"
 #: How often (ms) the loss plot takes in the steps trained meanwhile.
@@ -108,8 +108,8 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self.viewer = viewer
         self.source = ComboBox(label="Train on", choices=[LAYERS, SYNTHETIC], value=LAYERS)
-        self.em_layer = ComboBox(label="EM", choices=self._layer_names(Image))
-        self.seg_layer = ComboBox(label="Segmentation", choices=self._layer_names(Labels))
+        self.em_layer = ComboBox(label="EM", choices=layer_choices(viewer, Image))
+        self.seg_layer = ComboBox(label="Segmentation", choices=layer_choices(viewer, Labels))
         self.synthetic_seed = SpinBox(label="Neuropil seed", value=0, min=0, max=2**31 - 1)
         self.synthetic_size = SpinBox(
             label="Neuropil size (voxels)",
@@ -183,16 +183,6 @@ class TrainWidget(Container):
     def _disconnect(self, *_: Any) -> None:
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.disconnect(self._refresh_layer_choices)
-
-    def _layer_names(self, kind: type) -> Any:
-        def names(_: Any = None) -> list[str]:
-            return [
-                layer.name
-                for layer in self.viewer.layers
-                if isinstance(layer, kind) and layer.name != SELECTION_LAYER
-            ]
-
-        return names
 
     def _refresh_layer_choices(self, event: Any = None) -> None:
         self.em_layer.reset_choices()

@@ -47,13 +47,13 @@ from ..embedding_map import (
 )
 from ..overlays import TRANSPARENT, class_colors
 from ..session import CELL_TYPE, COMPARTMENT, TARGETS, AnnotationSession
+from ._layers import SELECTION_LAYER
 from ._tasks import Progress, Task
 from .annotate import TARGET_NAMES, annotate_widget
 
 NODES, SEGMENTS = "nodes", "segments"
 LASSO, RECTANGLE, PAN = "lasso", "rectangle", "pan / zoom"
 #: The Labels layer that shows the selected segments in the viewer.
-SELECTION_LAYER = "SegCLR selection"
 #: Selected segments in the viewer, and the outline of highlighted points in the plot:
 #: white, which no class colour is.
 HIGHLIGHT = (1.0, 1.0, 1.0, 1.0)
