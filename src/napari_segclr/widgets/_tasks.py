@@ -106,3 +106,49 @@ class Task(Generic[T]):
         finally:
             if self._on_finish is not None:
                 self._on_finish()
+
+
+class TaskSlot:
+    """The one task a widget runs at a time, and what the widget does once it is idle again.
+
+    ``on_idle`` runs on the GUI thread after the task's own ``on_done`` (or its
+    error or cancel message), whatever the outcome.
+    """
+
+    def __init__(self, on_idle: Callable[[], None]) -> None:
+        self.task: Task | None = None
+        self._on_idle = on_idle
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def refuse(self, message: str) -> bool:
+        """True while a task runs, and then ``message`` goes to napari's notifications."""
+        if self.busy:
+            show_info(message)
+        return self.busy
+
+    def run(
+        self,
+        work: Callable[[Progress], T],
+        *,
+        description: str,
+        on_done: Callable[[T], None],
+        background: bool,
+    ) -> None:
+        """Run ``work`` in a worker (``background``) or on this thread (scripts, tests)."""
+        task = Task(
+            work, description=description, on_done=on_done, on_finish=lambda: self._ended(task)
+        )
+        self.task = task
+        task.start() if background else task.run()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _ended(self, task: Task) -> None:
+        if self.task is task:
+            self.task = None
+            self._on_idle()

@@ -61,7 +61,7 @@ from ..session import (
     volume_from_layer_data,
 )
 from ._layers import NODES_LAYER, layer_choices
-from ._tasks import Progress, Task
+from ._tasks import Progress, Task, TaskSlot
 
 SHIPPED, CHECKPOINT = "shipped lite", "checkpoint file"
 TARGET_NAMES = {COMPARTMENT: "compartment (per node)", CELL_TYPE: "cell type (per segment)"}
@@ -170,7 +170,7 @@ class AnnotateWidget(Container):
         for label in (self.answer, self.status):
             label.native.setWordWrap(True)
             label.native.setTextFormat(Qt.TextFormat.RichText)
-        self._task: Task | None = None
+        self._tasks = TaskSlot(on_idle=lambda: self._set_busy(False))
         self._fitting: set[str] = set()
         self._refit_again: set[str] = set()
         self._original_colormap: Any = None
@@ -191,7 +191,7 @@ class AnnotateWidget(Container):
         self.pick_mode.changed.connect(self._pick_mode_changed)
         self.embed_view_button.changed.connect(lambda: self.embed_in_view())
         self.embed_all_button.changed.connect(lambda: self.embed_all())
-        self.cancel_button.changed.connect(self._cancel)
+        self.cancel_button.changed.connect(lambda: self._tasks.cancel())
         self.target.changed.connect(self._target_changed)
         self.radius.changed.connect(lambda: self.set_radius(self.radius.value))
         self.head_kind.changed.connect(self._head_kind_changed)
@@ -686,9 +686,7 @@ class AnnotateWidget(Container):
     # --------------------------------------------------------------- tasks
 
     def _busy(self) -> bool:
-        if self._task is not None:
-            show_info("busy: wait for the work in progress, or cancel it")
-        return self._task is not None
+        return self._tasks.refuse("busy: wait for the work in progress, or cancel it")
 
     def _run(
         self,
@@ -698,24 +696,11 @@ class AnnotateWidget(Container):
         background: bool,
     ) -> None:
         self._set_busy(True)
-        task = Task(
-            work, description=description, on_done=on_done, on_finish=lambda: self._finish(task)
-        )
-        self._task = task
-        task.start() if background else task.run()
-
-    def _finish(self, task: Task) -> None:
-        if self._task is task:
-            self._task = None
-            self._set_busy(False)
+        self._tasks.run(work, description=description, on_done=on_done, background=background)
 
     def _set_busy(self, busy: bool) -> None:
         self.embed_view_button.enabled = self.embed_all_button.enabled = not busy
         self.cancel_button.enabled = busy
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
 
 def format_answers(segment_id: int, answers: Sequence[Answer]) -> str:

@@ -9,7 +9,7 @@ from magicgui.widgets import Container, FileEdit, FloatSpinBox, Label, PushButto
 from napari.layers import Labels, Layer
 
 from ..layers import LayerData, dataset_layers, sample_layers
-from ._tasks import Progress, Task
+from ._tasks import Progress, TaskSlot
 
 
 class VoxelSizeEdit(Container):
@@ -68,9 +68,9 @@ class LoaderWidget(Container):
         )
         self.open_button.changed.connect(lambda: self.open_files())
         self.sample_button.changed.connect(lambda: self.load_sample(seed=self.seed.value))
-        self.cancel_button.changed.connect(self._cancel)
+        self.cancel_button.changed.connect(lambda: self._tasks.cancel())
         self.max_width = 480  # leave the canvas most of the window
-        self._task: Task | None = None
+        self._tasks = TaskSlot(on_idle=lambda: self._set_busy(False, ""))
 
     def open_files(self, *, background: bool = True) -> None:
         """Open the chosen files as Image and Labels layers (lazily)."""
@@ -95,14 +95,9 @@ class LoaderWidget(Container):
         self, work: Callable[[Progress], list[LayerData]], description: str, background: bool
     ) -> None:
         self._set_busy(True, description)
-        task = Task(
-            work,
-            description=description,
-            on_done=self._add_layers,
-            on_finish=lambda: self._set_busy(False, ""),
+        self._tasks.run(
+            work, description=description, on_done=self._add_layers, background=background
         )
-        self._task = task
-        task.start() if background else task.run()
 
     def _add_layers(self, layer_data: list[LayerData]) -> None:
         layers = [self.viewer.add_layer(Layer.create(*data)) for data in layer_data]
@@ -117,7 +112,3 @@ class LoaderWidget(Container):
         self.cancel_button.enabled = busy
         if busy:
             self.status.value = description + " …"
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()

@@ -11,7 +11,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error
 
 from ..io import Volume
-from ._tasks import Progress, Task
+from ._tasks import Progress, TaskSlot
 
 
 class SegmentWidget(Container):
@@ -60,11 +60,11 @@ class SegmentWidget(Container):
             ]
         )
         self.run_button.changed.connect(lambda: self.segment())
-        self.cancel_button.changed.connect(self._cancel)
+        self.cancel_button.changed.connect(lambda: self._tasks.cancel())
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.image.reset_choices)
         self.max_width = 480
-        self._task: Task | None = None
+        self._tasks = TaskSlot(on_idle=lambda: self._set_busy(False, ""))
 
     def segment(self, *, background: bool = True) -> None:
         """Segment the chosen image with the chosen checkpoint; adds a Labels layer."""
@@ -91,13 +91,12 @@ class SegmentWidget(Container):
 
         description = f"segmenting {layer.name}"
         self._set_busy(True, description)
-        self._task = Task(
+        self._tasks.run(
             work,
             description=description,
             on_done=lambda result: self._add_labels(*result, name=layer.name),
-            on_finish=lambda: self._set_busy(False, ""),
+            background=background,
         )
-        self._task.start() if background else self._task.run()
 
     def _add_labels(self, segmentation: Volume, count: int, *, name: str) -> None:
         labels = self.viewer.add_labels(
@@ -121,10 +120,6 @@ class SegmentWidget(Container):
         self.cancel_button.enabled = busy
         if busy:
             self.status.value = description + " …"
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
 
 def _layer_volume(layer: Image) -> Volume:

@@ -43,7 +43,7 @@ from qtpy.QtWidgets import QWidget
 
 from ..model.presets import PRESETS
 from ._layers import layer_choices
-from ._tasks import Progress, Task
+from ._tasks import Progress, TaskSlot
 from .annotate import CHECKPOINT, annotate_widget, layer_volume
 
 LAYERS, SYNTHETIC = "open layers", "synthetic neuropil"
@@ -125,7 +125,7 @@ class TrainWidget(Container):
             label="Model",
             choices=list(PRESETS),
             value="lite",
-            tooltip="paper: 129³ views of 32 nm; lite: 65³ of 64 nm; tiny: 17³ of 256 nm (tests)",
+            tooltip="paper: 129³ views of 32 nm; lite: 33³ of 128 nm; tiny: 17³ of 256 nm (tests)",
         )
         self.steps = SpinBox(label="Steps", value=1000, min=1, max=10_000_000)
         self.batch_size = SpinBox(label="Pairs per step", value=32, min=2, max=4096)
@@ -165,7 +165,7 @@ class TrainWidget(Container):
         layout.insertWidget(layout.count() - 1, self.loss_plot)  # above the status line
         self.status.native.setWordWrap(True)
         self.max_width = 480
-        self._task: Task | None = None
+        self._tasks = TaskSlot(on_idle=self._finish)
         self._updates: collections.deque = collections.deque()  # from the worker
         self._timer = QTimer()
         self._timer.setInterval(REFRESH_MS)
@@ -175,7 +175,7 @@ class TrainWidget(Container):
         self._source_changed()
         self.source.changed.connect(self._source_changed)
         self.train_button.changed.connect(lambda: self.train())
-        self.cancel_button.changed.connect(self._cancel)
+        self.cancel_button.changed.connect(lambda: self._tasks.cancel())
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._refresh_layer_choices)
         self.native.destroyed.connect(self._disconnect)
@@ -199,8 +199,7 @@ class TrainWidget(Container):
 
     def train(self, *, background: bool = True) -> None:
         """Train with the settings shown (in a worker); Cancel stops at the next step."""
-        if self._task is not None:
-            show_info("busy: training is in progress; cancel it first")
+        if self._tasks.refuse("busy: training is in progress; cancel it first"):
             return
         from ..runs import loss_log_path
         from ..train import TrainConfig
@@ -246,18 +245,11 @@ class TrainWidget(Container):
 
         self._set_busy(True)
         self.status.value = "preparing the training data …"
-        task = Task(
-            work,
-            description="training SegCLR",
-            on_done=self._trained,
-            on_finish=lambda: self._finish(task),
-        )
-        self._task = task
         if background:
             self._timer.start()
-            task.start()
-        else:
-            task.run()
+        self._tasks.run(
+            work, description="training SegCLR", on_done=self._trained, background=background
+        )
 
     def _data_maker(self) -> Any:
         """A function ``progress -> TrainingData`` for the chosen source, or None (and why)."""
@@ -330,10 +322,7 @@ class TrainWidget(Container):
         else:
             show_info(f"the Annotate widget will embed with {path.name}")
 
-    def _finish(self, task: Task) -> None:
-        if self._task is not task:
-            return
-        self._task = None
+    def _finish(self) -> None:
         self._timer.stop()
         self._take_updates()
         self._set_busy(False)
@@ -398,10 +387,6 @@ class TrainWidget(Container):
     def _set_busy(self, busy: bool) -> None:
         self.train_button.enabled = not busy
         self.cancel_button.enabled = busy
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
 
 def _running_mean(values: np.ndarray, window: int = 20) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Labels
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_info, show_warning
+from napari.utils.notifications import show_warning
 from qtpy.QtCore import Qt
 from vispy import scene
 from vispy.util import keys
@@ -48,7 +48,7 @@ from ..embedding_map import (
 from ..overlays import TRANSPARENT, class_colors
 from ..session import CELL_TYPE, COMPARTMENT, TARGETS, AnnotationSession
 from ._layers import SELECTION_LAYER
-from ._tasks import Progress, Task
+from ._tasks import Progress, TaskSlot
 from .annotate import TARGET_NAMES, annotate_widget
 
 NODES, SEGMENTS = "nodes", "segments"
@@ -277,7 +277,7 @@ class UmapViewWidget(Container):
         self._colors = np.zeros((0, 4), np.float32)
         #: Rows of the map's points shown highlighted (the selected segments' points).
         self.highlighted_rows = np.zeros(0, np.int64)
-        self._task: Task | None = None
+        self._tasks = TaskSlot(on_idle=self._finish)
         self._sync_again = False
         self._annotate: Any = None
         self._overlay_of: Labels | None = None  # the segmentation the selection layer shows
@@ -405,7 +405,7 @@ class UmapViewWidget(Container):
         entry = self._maps.get(self._key)
         if entry is None or self.session is None:
             return
-        if self._task is not None:
+        if self._tasks.busy:
             self._sync_again = True
             return
         umap_map, radius = entry
@@ -617,9 +617,7 @@ class UmapViewWidget(Container):
     # --------------------------------------------------------------- tasks
 
     def _busy(self) -> bool:
-        if self._task is not None:
-            show_info("busy: wait for the UMAP in progress, or cancel it")
-        return self._task is not None
+        return self._tasks.refuse("busy: wait for the UMAP in progress, or cancel it")
 
     def _run(
         self,
@@ -630,16 +628,9 @@ class UmapViewWidget(Container):
     ) -> None:
         self.cancel_button.enabled, self.fit_button.enabled = True, False
         self.status.value = description + " …"
-        task = Task(
-            work, description=description, on_done=on_done, on_finish=lambda: self._finish(task)
-        )
-        self._task = task
-        task.start() if background else task.run()
+        self._tasks.run(work, description=description, on_done=on_done, background=background)
 
-    def _finish(self, task: Task) -> None:
-        if self._task is not task:
-            return
-        self._task = None
+    def _finish(self) -> None:
         self.cancel_button.enabled, self.fit_button.enabled = False, True
         self._show_status()
         if self._sync_again:
@@ -647,8 +638,8 @@ class UmapViewWidget(Container):
             self._sync()
 
     def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._tasks.busy:
+            self._tasks.cancel()
             # umap-learn has no stopping point: the result is dropped once it returns.
             self.status.value = "cancelling: the map is dropped as soon as umap-learn returns …"
 
