@@ -46,6 +46,8 @@ def main() -> int:
     args.run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = args.run_dir / "segclr_lite_run.pt"
     log = args.run_dir / "loss.csv"
+    if checkpoint.exists() and not args.resume:
+        sys.exit(f"{checkpoint} exists: continue it with --resume or choose another --run-dir")
 
     started = time.perf_counter()
     data = []
@@ -147,9 +149,15 @@ def parse_args() -> argparse.Namespace:
         default=list(range(100, 108)),
         help="synthetic volumes to train on, one per seed, all < 1000 (default 100–107)",
     )
-    p.add_argument("--shape", type=int, nargs=3, default=(128, 192, 192), help="voxels per volume")
     p.add_argument(
-        "--voxel-size", type=float, nargs=3, default=(32.0, 32.0, 32.0), help="nm (default 32)"
+        "--shape",
+        type=int,
+        nargs=3,
+        default=(160, 256, 256),
+        help="voxels per volume (default 160 256 256: 10 × 16 × 16 µm at 64 nm)",
+    )
+    p.add_argument(
+        "--voxel-size", type=float, nargs=3, default=(64.0, 64.0, 64.0), help="nm (default 64)"
     )
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step (default 32)")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="peak rate (default 1e-3)")

@@ -64,7 +64,7 @@ def test_config_refuses_training_seeds_and_shared_volumes():
     assert quick.seed == 4 and quick.train_seeds == (1000,)
     assert json.loads(json.dumps(quick.to_dict()))["cnn"]["max_passes"] == 64
     assert quick.render_voxel_size(get_preset("tiny")) == 128.0
-    assert quick.render_voxel_size(get_preset("lite")) == 32.0
+    assert quick.render_voxel_size(get_preset("lite")) == 64.0
 
 
 def test_report_holds_every_part_with_sane_figures(report):

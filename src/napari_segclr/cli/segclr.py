@@ -92,7 +92,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--preset",
         choices=PRESET_NAMES,
         default="lite",
-        help="network size: paper (129³ views of 32 nm), lite (65³ of 64 nm, default), "
+        help="network size: paper (129³ views of 32 nm), lite (33³ of 128 nm, default), "
         "tiny (17³ of 256 nm, for tests)",
     )
     run.add_argument("--steps", type=positive_int, default=10_000, help="steps (default 10000)")

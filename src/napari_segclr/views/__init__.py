@@ -6,8 +6,8 @@ so the EM and the segmentation may differ in voxel size::
     from napari_segclr.model import get_preset
     from napari_segclr.views import ViewSpec, extract_views
 
-    spec = ViewSpec.from_config(get_preset("lite"))  # 65³ voxels of 64 nm, masked EM
-    views = extract_views(dataset, segment_ids, centers_nm, spec)  # (B, 1, 65, 65, 65)
+    spec = ViewSpec.from_config(get_preset("lite"))  # 33³ voxels of 128 nm, masked EM
+    views = extract_views(dataset, segment_ids, centers_nm, spec)  # (B, 1, 33, 33, 33)
 
 :class:`ViewLoader` batches the views of many skeleton nodes for embedding (in
 background threads), and :func:`sample_pairs` / :class:`PairBatches` give

@@ -114,7 +114,7 @@ def extract_views(
     --------
     >>> views = extract_views(dataset, ids, centers, get_preset("lite"))  # doctest: +SKIP
     >>> views.shape  # doctest: +SKIP
-    (32, 1, 65, 65, 65)
+    (32, 1, 33, 33, 33)
     """
     spec = as_view_spec(spec)
     dataset = as_dataset(source)
