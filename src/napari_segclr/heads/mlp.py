@@ -44,15 +44,5 @@ def fit(
 ) -> ResidualMLP:
     """A residual MLP trained for ``options.steps`` mini-batch steps."""
     net = build(x.shape[1], n_classes, options)
-    fit_mini_batch(
-        net,
-        x,
-        y,
-        weights,
-        l2=options.l2,
-        steps=options.steps,
-        batch_size=options.batch_size,
-        learning_rate=options.learning_rate,
-        generator=generator,
-    )
+    fit_mini_batch(net, x, y, weights, options=options, generator=generator)
     return net.eval()

@@ -99,17 +99,7 @@ def fit(
     net = build(x.shape[1], n_classes, options)
     for block in net.blocks:
         spectral_norm(block)
-    fit_mini_batch(
-        net,
-        x,
-        y,
-        weights,
-        l2=options.l2,
-        steps=options.steps,
-        batch_size=options.batch_size,
-        learning_rate=options.learning_rate,
-        generator=generator,
-    )
+    fit_mini_batch(net, x, y, weights, options=options, generator=generator)
     # Fix the normalised weights (eval: no more power iterations): a plain, faster network.
     net.eval()
     for block in net.blocks:

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .options import HeadOptions
+
 _BETAS = (0.9, 0.999)
 _EPS = 1e-8
 
@@ -81,19 +83,16 @@ def fit_mini_batch(
     y: torch.Tensor,
     weights: torch.Tensor,
     *,
-    l2: float,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
+    options: HeadOptions,
     generator: torch.Generator,
 ) -> None:
-    """A fixed number of Adam steps on shuffled mini-batches, the rate decaying to 0.
+    """``options.steps`` Adam steps on shuffled mini-batches, the rate decaying to 0.
 
     The cost is ``steps`` batches whatever the number of examples, so a refit
     takes the same time for a hundred labels as for ten thousand.
     """
     n = len(x)
-    batch = min(batch_size, n)
+    steps, batch = options.steps, min(options.batch_size, n)
     per_epoch = n // batch  # full batches only: a tiny last batch would be a noisy step
     params = list(net.parameters())
     first = [torch.zeros_like(p) for p in params]
@@ -106,10 +105,10 @@ def fit_mini_batch(
         if at == 0 and step:
             order = torch.randperm(n, generator=generator)
         rows = order[at * batch : (at + 1) * batch]
-        loss = penalised_loss(net.train_logits(x[rows]), y[rows], weights, net, l2)
+        loss = penalised_loss(net.train_logits(x[rows]), y[rows], weights, net, options.l2)
         gradients = torch.autograd.grad(loss, params)
         # Adam, with a cosine decay of the rate to 0 over the steps.
-        rate = learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
+        rate = options.learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
         t = step + 1
         size = rate * math.sqrt(1 - beta2**t) / (1 - beta1**t)
         with torch.no_grad():
