@@ -414,6 +414,30 @@ class TrainResult:
     elapsed_s: float
     steps_per_s: float
 
+    @classmethod
+    def of_call(
+        cls,
+        model: torch.nn.Module,
+        checkpoint: Path,
+        *,
+        step: int,
+        start_step: int,
+        losses: Sequence[float],
+        elapsed_before: float,
+        started: float,
+    ) -> TrainResult:
+        """The result of a call that began at ``time.perf_counter() == started``."""
+        seconds = time.perf_counter() - started
+        return cls(
+            model=model.eval(),
+            checkpoint=checkpoint,
+            step=step,
+            start_step=start_step,
+            losses=np.asarray(losses, dtype=np.float64),
+            elapsed_s=elapsed_before + seconds,
+            steps_per_s=len(losses) / seconds if len(losses) and seconds > 0 else 0.0,
+        )
+
 
 def train(
     data: TrainingData | Sequence[TrainingData],
@@ -497,15 +521,14 @@ def train(
             if progress is not None:
                 rate = len(losses) / max(time.perf_counter() - started, 1e-9)
                 progress(TrainProgress(done, config.steps, loss, lr, elapsed, rate))
-    seconds = time.perf_counter() - started
-    return TrainResult(
-        model=model.eval(),
-        checkpoint=path,
+    return TrainResult.of_call(
+        model,
+        path,
         step=max(start, config.steps),
         start_step=start,
-        losses=np.asarray(losses, dtype=np.float64),
-        elapsed_s=elapsed_before + seconds,
-        steps_per_s=len(losses) / seconds if losses and seconds > 0 else 0.0,
+        losses=losses,
+        elapsed_before=elapsed_before,
+        started=started,
     )
 
 

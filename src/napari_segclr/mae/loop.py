@@ -117,15 +117,14 @@ def fit(
                 progress(TrainProgress(done, config.steps, loss_value, lr, elapsed, rate))
             if out_of_time:
                 break
-    seconds = time.perf_counter() - started
-    return TrainResult(
-        model=model.eval(),
-        checkpoint=path,
+    return TrainResult.of_call(
+        model,
+        path,
         step=start + len(losses),
         start_step=start,
-        losses=np.asarray(losses, dtype=np.float64),
-        elapsed_s=elapsed_before + seconds,
-        steps_per_s=len(losses) / seconds if losses and seconds > 0 else 0.0,
+        losses=losses,
+        elapsed_before=elapsed_before,
+        started=started,
     )
 
 
