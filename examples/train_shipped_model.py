@@ -5,10 +5,15 @@ memory, one per seed, with skeletons from their ground truth. Seeds 1000 and
 above are reserved for evaluation and never trained on (the script refuses
 them). The loss of every step goes to a CSV log; the full-precision run
 checkpoint (resumable with ``--resume``) goes to ``--run-dir``, and the compact
-float16 copy that the package loads to ``src/napari_segclr/weights/``.
+float16 copy that the package loads to ``src/napari_segclr/weights/``. Then
+two heads are fitted on that copy's embeddings of labelled training seeds
+(compartment per view, cell type over 10 µm along the skeleton, both SNGP with
+a reject threshold) and saved beside it, so that the first click on a segment
+gets an answer.
 
-    python examples/train_shipped_model.py --minutes 600          # the real run
+    python examples/train_shipped_model.py --steps 14000          # the real run
     python examples/train_shipped_model.py --minutes 2 --weights /tmp/lite.pt  # a trial
+    python examples/train_shipped_model.py --heads-only           # refit the heads
 
 With ``--minutes`` the number of steps is set from the speed of a few
 calibration steps (the cosine schedule needs to know it in advance); rendering
@@ -25,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_segclr.evaluate import EvaluationConfig, fit_synthetic_heads
 from napari_segclr.model import load_checkpoint
-from napari_segclr.model.shipped import SHIPPED_PRESET, save_compact_checkpoint
+from napari_segclr.model.shipped import SHIPPED_HEAD_FILES, SHIPPED_PRESET, save_compact_checkpoint
 from napari_segclr.runs import read_log
 from napari_segclr.synthetic import NeuropilConfig
 from napari_segclr.train import TrainConfig, TrainingData, train
@@ -43,6 +49,14 @@ def main() -> int:
     bad = [s for s in args.seeds if not 0 <= s < FIRST_EVALUATION_SEED]
     if bad:
         sys.exit(f"seeds {bad} are reserved for evaluation (use 0–{FIRST_EVALUATION_SEED - 1})")
+    if not args.heads_only:
+        train_encoder(args)
+    fit_heads(args)
+    return 0
+
+
+def train_encoder(args: argparse.Namespace) -> None:
+    """Train (or resume) the run and write the compact checkpoint."""
     args.run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = args.run_dir / "segclr_lite_run.pt"
     log = args.run_dir / "loss.csv"
@@ -101,7 +115,29 @@ def main() -> int:
     size_mb = args.weights.stat().st_size / 2**20
     print(f"steps/s {result.steps_per_s:.3f}; loss by tenths of the run: {curve(losses)}")
     print(f"wrote {args.weights} ({size_mb:.1f} MB), run checkpoint {checkpoint}, log {log}")
-    return 0
+
+
+def fit_heads(args: argparse.Namespace) -> None:
+    """Fit the shipped heads on the compact checkpoint's embeddings of labelled training seeds.
+
+    The first half of the seeds fits them, the rest sets their reject thresholds;
+    the compact (float16) weights make the embeddings, so the heads carry the
+    signature of the model users load.
+    """
+    if len(args.seeds) < 2:
+        sys.exit("fitting the heads needs two seeds or more (fit, then calibrate)")
+    started = time.perf_counter()
+    model, _ = load_checkpoint(args.weights)
+    half = (len(args.seeds) + 1) // 2
+    config = EvaluationConfig(
+        views_per_class=args.head_views_per_class, nodes_per_type=args.head_nodes_per_type
+    )
+    heads = fit_synthetic_heads(model, args.seeds[:half], args.seeds[half:], config)
+    for target, head in heads.items():
+        path = args.weights.with_name(SHIPPED_HEAD_FILES[target])
+        head.save(path)
+        print(f"wrote {path}: {head.kind} head, classes {', '.join(head.classes)}", flush=True)
+    print(f"heads fitted in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def make_config(args: argparse.Namespace, *, steps: int) -> TrainConfig:
@@ -137,7 +173,7 @@ def curve(losses: np.ndarray) -> str:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    budget = p.add_mutually_exclusive_group(required=True)
+    budget = p.add_mutually_exclusive_group()
     budget.add_argument(
         "--minutes", type=float, help="training time budget in minutes (resuming: the first run's)"
     )
@@ -178,7 +214,27 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--weights", type=Path, default=WEIGHTS, help=f"compact checkpoint (default {WEIGHTS})"
     )
-    return p.parse_args()
+    p.add_argument(
+        "--heads-only",
+        action="store_true",
+        help="only fit the heads (beside --weights) on the checkpoint --weights already holds",
+    )
+    p.add_argument(
+        "--head-views-per-class",
+        type=int,
+        default=400,
+        help="compartment views per class for the heads (default 400)",
+    )
+    p.add_argument(
+        "--head-nodes-per-type",
+        type=int,
+        default=200,
+        help="skeleton nodes per cell type and seed for the cell-type head (default 200)",
+    )
+    args = p.parse_args()
+    if not (args.heads_only or args.resume) and args.minutes is None and args.steps is None:
+        p.error("give the training budget: --minutes or --steps")
+    return args
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from napari_segclr.evaluate import (
     EvaluationConfig,
     SupervisedSettings,
     evaluate_model,
+    fit_synthetic_heads,
     run_evaluation,
     write_report,
 )
 from napari_segclr.exceptions import OutputExistsError
-from napari_segclr.model import SegclrModel, get_preset
+from napari_segclr.model import SegclrModel, get_preset, model_signature
 
 #: Smaller than ``EvaluationConfig.quick()``: every part runs, on a handful of views and nodes.
 TINY_RUN = EvaluationConfig.quick(
@@ -122,3 +123,15 @@ def test_run_refuses_a_non_empty_folder_before_any_work(model, tmp_path):
     (tmp_path / "old.txt").write_text("")
     with pytest.raises(OutputExistsError):
         run_evaluation(model, tmp_path, TINY_RUN, progress=lambda *a: pytest.fail("work began"))
+
+
+def test_synthetic_heads_answer_both_targets_on_training_seeds(model):
+    heads = fit_synthetic_heads(model, [3], [4], TINY_RUN, kind="linear", radius_um=5.0)
+    assert set(heads) == {"compartment", "cell_type"}
+    compartment, cell_type = heads["compartment"], heads["cell_type"]
+    assert set(compartment.classes) == {"soma", "dendrite", "axon", "glia"}
+    assert compartment.aggregation is None and cell_type.aggregation.radius_um == 5.0
+    for head in heads.values():
+        assert head.encoder_signature == model_signature(model) and head.reject is not None
+    prediction = cell_type.predict(np.zeros((3, model.config.embedding_dim), np.float32))
+    assert prediction.probabilities.shape == (3, len(cell_type.classes))

@@ -231,10 +231,13 @@ def test_bad_input_is_a_notification(make_napari_viewer, scene, checkpoint, tmp_
 
     widget.model_source.value = "shipped lite"
     widget.open_session(background=False)
-    from napari_segclr.model.shipped import shipped_checkpoint_path
+    from napari_segclr.model.shipped import shipped_checkpoint_path, shipped_head_paths
 
     if not shipped_checkpoint_path().is_file():
         assert "shipped" in _messages(before)[-1] and widget.model_source.value == CHECKPOINT
+    else:  # the shipped heads answer before any label
+        for target, path in shipped_head_paths().items():
+            assert path.name in widget.session.status(target)
     widget.label_key(1)  # the model changed: no session, nothing selected
     assert "select a segment" in _messages(before)[-1]
 

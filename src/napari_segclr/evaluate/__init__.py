@@ -25,6 +25,7 @@ from .evaluation import (
     EvaluationConfig,
     bars,
     evaluate_model,
+    fit_synthetic_heads,
     run_evaluation,
     umap_coordinates,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "evaluate_model",
     "evaluation_volume",
     "fit_forest",
+    "fit_synthetic_heads",
     "label_multiple",
     "labelled_segments",
     "learning_curve",

@@ -42,11 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..aggregate import aggregate_embeddings
+from ..aggregate import Aggregation, aggregate_embeddings
 from ..embed import resolve_device
-from ..heads import combine_segments, fit_head
+from ..heads import Head, combine_segments, fit_head
 from ..model import SegclrModel, model_signature
 from ..model.presets import PRESETS, ModelConfig
+from ..session import CELL_TYPE, COMPARTMENT
 from ..store import EmbeddingTable
 from ..views import ViewLoader, ViewPoints, ViewSpec
 from .baselines import (
@@ -324,6 +325,56 @@ def evaluate_model(
     return report
 
 
+def fit_synthetic_heads(
+    model: SegclrModel,
+    train_seeds: Sequence[int],
+    calibration_seeds: Sequence[int],
+    config: EvaluationConfig | None = None,
+    *,
+    kind: str = "sngp",
+    radius_um: float = 10.0,
+    coverage: float = 0.95,
+    progress: PhaseProgress | None = None,
+) -> dict[str, Head]:
+    """Heads for both targets fitted on labelled synthetic neuropil: a ready answer.
+
+    "compartment" classifies single views (soma / dendrite / axon / glia);
+    "cell type" classifies node embeddings averaged over ``radius_um`` along the
+    skeleton. Each rejects what is less certain than ``coverage`` of the views or
+    nodes of ``calibration_seeds``. The volumes, views and nodes are drawn as by
+    :func:`evaluate_model` (``config``); any seeds may be used, so fit the heads
+    of a shipped model on its training seeds and keep the evaluation seeds apart.
+    """
+    config = config or EvaluationConfig()
+    device = resolve_device(config.device)
+    model = model.to(device, memory_format=torch.channels_last_3d).eval()
+    voxel_size = config.render_voxel_size(model.config)
+    rng = np.random.default_rng(config.seed)
+    splits = [
+        _embed_split(seeds, model, config, voxel_size, rng, device, progress, held_out=False)
+        for seeds in (train_seeds, calibration_seeds)
+    ]
+    signature = model_signature(model)
+    aggregation = Aggregation(radius_um)
+    inputs = {
+        COMPARTMENT: [(s.view_embeddings, s.views.labels) for s in splits],
+        CELL_TYPE: [(s.aggregated(radius_um), s.node_types) for s in splits],
+    }
+    heads = {}
+    with _one_torch_thread():
+        for target, ((x, y), (calib_x, _)) in inputs.items():
+            head = fit_head(
+                x,
+                y,
+                kind=kind,
+                encoder_signature=signature,
+                seed=config.seed,
+                aggregation=aggregation if target == CELL_TYPE else None,
+            )
+            heads[target] = head.calibrate_reject(calib_x, coverage=coverage)
+    return heads
+
+
 def run_evaluation(
     model: SegclrModel,
     out_dir: str | os.PathLike[str],
@@ -355,6 +406,8 @@ def _embed_split(
     rng: np.random.Generator,
     device: torch.device,
     progress: PhaseProgress | None,
+    *,
+    held_out: bool = True,
 ) -> _Split:
     """Render every seed, cut and embed its labelled views and segment nodes."""
     shares = np.full(len(seeds), config.views_per_class // len(seeds))
@@ -371,6 +424,7 @@ def _embed_split(
             nodes_per_type=config.nodes_per_type,
             rng=rng,
             progress=_phase(progress, f"seed {seed}: render"),
+            held_out=held_out,
         )
         seed_views, seed_embeddings = _embed_views(volume, model, config, device, progress)
         views.append(seed_views)

@@ -289,13 +289,14 @@ def evaluation_volume(
     nodes_per_type: int = 100,
     rng: np.random.Generator | int = 0,
     progress: Progress | None = None,
+    held_out: bool = True,
 ) -> EvaluationVolume:
     """Render seed ``seed`` and draw its labelled views and segments.
 
     Parameters
     ----------
     seed
-        A neuropil seed, at least :data:`FIRST_EVALUATION_SEED`.
+        A neuropil seed, at least :data:`FIRST_EVALUATION_SEED` if ``held_out``.
     spec
         The views to be cut (a ``ViewSpec`` or a model config): their field of
         view sets the margin kept from the volume's faces.
@@ -311,8 +312,11 @@ def evaluation_volume(
         Generator or seed for the draws.
     progress
         ``progress(done, total)`` over the rendered slabs.
+    held_out
+        Refuse seeds that training may have used (False: labelled training data).
     """
-    (seed,) = check_evaluation_seeds([seed], name="seed")
+    if held_out:
+        (seed,) = check_evaluation_seeds([seed], name="seed")
     spec = as_view_spec(spec)
     rng = np.random.default_rng(rng)
     fov = np.asarray(spec.field_of_view_nm)

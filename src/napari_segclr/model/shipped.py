@@ -19,11 +19,24 @@ from .segclr import SegclrModel, load_checkpoint, save_checkpoint
 
 SHIPPED_PRESET = "lite"
 SHIPPED_FILE = "segclr_lite.pt"
+#: Heads fitted on the shipped model's embeddings of labelled synthetic neuropil, by
+#: annotation target: one click on a segment gets an answer before any labelling.
+SHIPPED_HEAD_FILES = {
+    "compartment": "segclr_lite_compartment.head.npz",
+    "cell_type": "segclr_lite_cell_type.head.npz",
+}
 
 
 def shipped_checkpoint_path() -> Path:
     """Where the shipped ``lite`` checkpoint lies (inside the installed package)."""
     return Path(__file__).resolve().parent.parent / "weights" / SHIPPED_FILE
+
+
+def shipped_head_paths() -> dict[str, Path]:
+    """The shipped heads that are installed, by annotation target."""
+    folder = shipped_checkpoint_path().parent
+    paths = {target: folder / name for target, name in SHIPPED_HEAD_FILES.items()}
+    return {target: path for target, path in paths.items() if path.is_file()}
 
 
 def load_shipped_model(*, map_location: str | torch.device = "cpu") -> tuple[SegclrModel, dict]:

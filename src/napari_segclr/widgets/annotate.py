@@ -262,6 +262,10 @@ class AnnotateWidget(Container):
             em = layer_volume(em_layer, "image")
             seg = layer_volume(seg_layer, "labels")
             model, options["device"], note = _load_model(model_spec, device)
+            if model_spec == SHIPPED:  # an answer at the first click, before any label
+                from ..model.shipped import shipped_head_paths
+
+                options["heads"] = shipped_head_paths()
             session = AnnotationSession(Dataset(em, seg), model, folder, **options)
             return session, note
 
