@@ -41,6 +41,7 @@ of each node and compaction drops the other.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -75,7 +76,7 @@ from .embed import (
 from .exceptions import SegmentNotFoundError, ShapeMismatchError
 from .io import Dataset, Volume, open_dataset
 from .io.volume import as_voxel_size
-from .model import ModelConfig, SegclrModel, load_checkpoint
+from .model import SegclrModel, load_checkpoint
 from .skeleton import Skeleton, SkeletonParams, resample
 from .store import EmbeddingStore
 from .store.table import as_segment_ids
@@ -154,7 +155,7 @@ Source = DatasetSpec | _Synthetic
 _thread_cache = threading.local()
 
 
-def _cached(slot: str, key: str, make: Callable[[], T]) -> T:
+def thread_cached(slot: str, key: str, make: Callable[[], T]) -> T:
     """``make()``, kept in the calling thread's ``slot`` for its next tasks with the same ``key``.
 
     Per thread, because a synthetic neuropil's caches are not thread-safe; one
@@ -169,19 +170,19 @@ def _cached(slot: str, key: str, make: Callable[[], T]) -> T:
 
 
 def _neuropil(config: NeuropilConfig) -> Neuropil:
-    return _cached("data", repr(config), lambda: Neuropil(config))
+    return thread_cached("data", repr(config), lambda: Neuropil(config))
 
 
 def _open_cached(source: Source) -> Dataset:
     if isinstance(source, _Synthetic):
         return source.open()  # cheap: the neuropil behind it is cached
-    return _cached("data", repr(source), source.open)
+    return thread_cached("data", repr(source), source.open)
 
 
 def _store_cached(path: str, signature: dict[str, Any]) -> EmbeddingStore:
     """The store opened for appending, once per thread: it keeps its committed parts open."""
     key = json.dumps(signature, sort_keys=True)
-    return _cached(
+    return thread_cached(
         "store", f"{path} {key}", lambda: EmbeddingStore.open(path, signature=signature, mode="a")
     )
 
@@ -338,7 +339,7 @@ def recorded_partitions(store: StoreLike) -> frozenset[str]:
     return frozenset(name.removesuffix(".json") for name in names)
 
 
-def _record(store: Path, digest: str, info: dict[str, Any]) -> None:
+def record_partition(store: Path, digest: str, info: dict[str, Any]) -> None:
     """Write a partition's marker atomically: a reader sees all of it or none."""
     folder = store / LEDGER
     temporary = folder / f".{digest}.{uuid.uuid4().hex}.tmp"
@@ -349,17 +350,16 @@ def _record(store: Path, digest: str, info: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- workers
 
 
-class _ModelPlugin(WorkerPlugin):
-    """The model on every worker: its weights arrive once, it is built once per device.
+class ModelPlugin(WorkerPlugin):
+    """A network on every worker: its weights arrive once, it is moved once per device.
 
     Registered on the scheduler, so workers that start later (or restart after
     a crash) receive it too. Tasks find it by name in ``worker.plugins``.
     """
 
-    def __init__(self, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
-        self.config = config
-        self.state = state
-        self._models: dict[torch.device, SegclrModel] = {}
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.network = model.cpu().eval()
+        self._models: dict[torch.device, Any] = {}
         self._lock: threading.Lock | None = None
 
     def setup(self, worker: Any) -> None:
@@ -372,14 +372,16 @@ class _ModelPlugin(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         self._models = {}
 
-    def model(self, device: torch.device) -> SegclrModel:
-        """The model on ``device``, in eval mode and channels-last 3D, built on first use."""
+    def model(self, device: torch.device) -> Any:
+        """The network on ``device``, in eval mode and channels-last 3D, moved on first use."""
         with self._lock:
             if device not in self._models:
-                model = SegclrModel(ModelConfig.from_dict(self.config))
-                model.load_state_dict(self.state)
-                self._models[device] = model.to(device, memory_format=torch.channels_last_3d).eval()
+                self._models[device] = self._placed(device)
             return self._models[device]
+
+    def _placed(self, device: torch.device) -> Any:
+        model = copy.deepcopy(self.network)
+        return model.to(device, memory_format=torch.channels_last_3d).eval()
 
 
 @dataclass(frozen=True)
@@ -432,7 +434,7 @@ def _embed_partition(job: _Job, partition: Partition) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "worker": worker.address,
     }
-    _record(Path(job.store), partition.digest, info)
+    record_partition(Path(job.store), partition.digest, info)
     return info
 
 
@@ -644,7 +646,7 @@ def embed_distributed(
     path = _store_path(store)
     if path.exists():  # refused before any work if it belongs to another model or data
         EmbeddingStore.open_or_create(path, signature=signature, dim=net.config.embedding_dim)
-    with _cluster(client) as active:
+    with cluster_client(client) as active:
         workers = len(active.nthreads())
         started = time.perf_counter()
         points, n_segments = _plan(
@@ -715,8 +717,7 @@ def _run(
         progress(0, total)
     if not partitions:
         return []
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    client.register_plugin(_ModelPlugin(model.config.to_dict(), state), name=job.plugin)
+    client.register_plugin(ModelPlugin(copy.deepcopy(model)), name=job.plugin)
     running = {}
     for partition in partitions:
         future = client.submit(_embed_partition, job, partition, pure=False)
@@ -852,7 +853,7 @@ def _concat(pieces: list[ViewPoints]) -> ViewPoints:
 
 
 @contextmanager
-def _cluster(client: Client | None) -> Iterator[Client]:
+def cluster_client(client: Client | None) -> Iterator[Client]:
     """The client given, or one of a local cluster started for the job and closed after."""
     if client is not None:
         yield client

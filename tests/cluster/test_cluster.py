@@ -29,7 +29,7 @@ from napari_segclr.cluster import (
 from napari_segclr.embed import embed_segments
 from napari_segclr.exceptions import SegmentNotFoundError, StoreSignatureError
 from napari_segclr.io import Dataset
-from napari_segclr.model import ModelConfig, SegclrModel, get_preset, save_checkpoint
+from napari_segclr.model import SegclrModel, get_preset, save_checkpoint
 from napari_segclr.skeleton import resample
 from napari_segclr.store import EmbeddingStore, EmbeddingTable
 from napari_segclr.synthetic import Neuropil, NeuropilConfig
@@ -210,16 +210,15 @@ def test_a_rerun_finds_every_partition_recorded(threads, truth, model, tmp_path)
 
 
 def test_the_model_is_built_once_per_worker(threads, truth, model, tmp_path, monkeypatch):
-    """Tasks carry points only: the workers build the model from the plugin, once each."""
+    """Tasks carry points only: the workers place the plugin's model once each."""
     built = []
+    placed = cluster.ModelPlugin._placed
 
-    class Counting:
-        @staticmethod
-        def from_dict(data):
-            built.append(1)
-            return ModelConfig.from_dict(data)
+    def counting(plugin, device):
+        built.append(1)
+        return placed(plugin, device)
 
-    monkeypatch.setattr(cluster, "ModelConfig", Counting)
+    monkeypatch.setattr(cluster.ModelPlugin, "_placed", counting)
     result = embed_distributed(
         CONFIG,
         model,

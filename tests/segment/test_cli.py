@@ -76,3 +76,16 @@ def test_bad_options_are_refused_by_the_parser(files, checkpoint, tmp_path, opti
         main(_args(files[0], checkpoint, tmp_path / "seg.zarr", *option))
     assert exit_info.value.code == 2
     assert option[0] in capsys.readouterr().err
+
+
+def test_affinities_on_a_local_cluster(files, checkpoint, tmp_path, capsys):
+    em, _ = files
+    out = tmp_path / "seg.ome.zarr"
+    affinities = tmp_path / "aff.zarr"
+    argv = _args(em, checkpoint, out, "--local-workers", "1", "--affinities", str(affinities))
+    assert main([*argv, "--keep-affinities"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert open_volume(out).shape == (20, 28, 28) and (affinities / "ledger").is_dir()
+    # Rerun: every block is recorded, nothing is predicted again; the affinities go at the end.
+    assert main([*argv, "--force"]) == 0
+    assert not affinities.exists() and open_volume(out).shape == (20, 28, 28)

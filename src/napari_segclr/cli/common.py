@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,44 @@ def training_log(args: argparse.Namespace) -> Path:
     from ..runs import loss_log_path
 
     return args.log or loss_log_path(args.out)
+
+
+def cluster_options(parser: argparse.ArgumentParser, description: str, *, reads: str) -> None:
+    """``--scheduler ADDRESS`` or ``--local-workers N``: run the job on Dask distributed.
+
+    ``reads`` names what the workers open at the paths given.
+    """
+    group = parser.add_argument_group("cluster", description)
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help=f"a running Dask scheduler (e.g. tcp://host:8786) whose workers can read {reads} "
+        "at the paths given",
+    )
+    where.add_argument(
+        "--local-workers",
+        type=positive_int,
+        metavar="N",
+        help="start a Dask cluster of N worker processes on this machine",
+    )
+    parser.set_defaults(parser=parser)
+
+
+@contextmanager
+def dask_client(args: argparse.Namespace) -> Iterator[Any]:
+    """A client of the scheduler asked for, or of a local cluster of --local-workers."""
+    if args.scheduler is None:
+        from ..cluster import local_client
+
+        with local_client(args.local_workers) as client:
+            yield client
+        return
+    from distributed import Client
+
+    try:
+        client = Client(args.scheduler)
+    except (OSError, ValueError) as error:
+        args.parser.error(f"--scheduler {args.scheduler}: cannot connect ({error})")
+    with client:
+        yield client

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,9 @@ from .common import (
     PhaseBars,
     ProgressBar,
     absolute,
+    cluster_options,
     command,
+    dask_client,
     device_options,
     load_model,
     non_negative_float,
@@ -218,26 +218,13 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=positive_int, default=32, help="views per batch (default 32)"
     )
     device_options(p)
-    cluster = p.add_argument_group(
-        "cluster",
+    cluster_options(
+        p,
         "embed on Dask distributed: the volume is cut into spatial chunks that the workers "
         "embed into the one store; each finished chunk is recorded in the store, so "
         "rerunning an interrupted job does only what is missing (default: this process only)",
+        reads="the volumes and the store",
     )
-    where = cluster.add_mutually_exclusive_group()
-    where.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="a running Dask scheduler (e.g. tcp://host:8786) whose workers can read the "
-        "volumes and the store at the paths given",
-    )
-    where.add_argument(
-        "--local-workers",
-        type=positive_int,
-        metavar="N",
-        help="start a Dask cluster of N worker processes on this machine",
-    )
-    p.set_defaults(parser=p)
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -273,7 +260,7 @@ def _embed_on_cluster(args: argparse.Namespace, model: Any) -> int:
         seg_voxel_size=args.seg_voxel_size,
     )
     spec.open()  # a missing file or voxel size is reported before a cluster starts
-    with _dask_client(args) as client, PhaseBars(("skeletonising", "embedding")) as progress:
+    with dask_client(args) as client, PhaseBars(("skeletonising", "embedding")) as progress:
         result = embed_distributed(
             spec,
             model,
@@ -292,25 +279,6 @@ def _embed_on_cluster(args: argparse.Namespace, model: Any) -> int:
         f"workers; {result.partitions_skipped} were recorded by an earlier run"
     )
     return 0
-
-
-@contextmanager
-def _dask_client(args: argparse.Namespace) -> Iterator[Any]:
-    """A client of the scheduler asked for, or of a local cluster of --local-workers."""
-    if args.scheduler is None:
-        from ..cluster import local_client
-
-        with local_client(args.local_workers) as client:
-            yield client
-        return
-    from distributed import Client
-
-    try:
-        client = Client(args.scheduler)
-    except (OSError, ValueError) as error:
-        args.parser.error(f"--scheduler {args.scheduler}: cannot connect ({error})")
-    with client:
-        yield client
 
 
 def _print_embedded(result: Any) -> None:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import PhaseBars, absolute, command, device_name, positive_int, voxel_size_option
+from .common import (
+    PhaseBars,
+    absolute,
+    cluster_options,
+    command,
+    dask_client,
+    device_name,
+    positive_int,
+    voxel_size_option,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +81,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "variation of information (voxels labelled 0 there are not scored)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing --out")
+    cluster_options(
+        p,
+        "predict the affinities on Dask distributed, block by block, into a zarr array "
+        "(--affinities); each finished block is recorded there, so rerunning an interrupted "
+        "job predicts only what is missing. Agglomeration then runs here.",
+        reads="the EM and the affinities",
+    )
+    p.add_argument(
+        "--affinities",
+        type=Path,
+        metavar="PATH.zarr",
+        help="where the cluster writes the affinities (default: OUT.affinities.zarr beside "
+        "--out); removed once the segmentation is written, unless --keep-affinities",
+    )
+    p.add_argument(
+        "--keep-affinities", action="store_true", help="keep the affinities of a cluster run"
+    )
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -94,7 +121,9 @@ def _segment(args: argparse.Namespace) -> int:
                 f"{args.truth}: shape {truth.shape} differs from the segmented EM's {level.shape}"
             )
     start = time.perf_counter()
+    on_cluster = args.scheduler is not None or args.local_workers is not None
     with PhaseBars(("affinities", "agglomerating", "writing")) as progress:
+        affinities = _cluster_affinities(args, model, progress) if on_cluster else None
         segmentation = segment_volume(
             em,
             model,
@@ -104,8 +133,11 @@ def _segment(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             overwrite=args.force,
+            affinities=affinities,
             progress=progress,
         )
+    if on_cluster and not args.keep_affinities:
+        shutil.rmtree(_affinities_path(args))
     sizes = " × ".join(f"{v:g}" for v in segmentation.voxel_size)
     print(
         f"wrote {args.out}: labels of shape {segmentation.shape} at {sizes} nm "
@@ -114,6 +146,28 @@ def _segment(args: argparse.Namespace) -> int:
     if truth is not None:
         _print_scores(truth, segmentation)
     return 0
+
+
+def _affinities_path(args: argparse.Namespace) -> Path:
+    return args.affinities or args.out.with_name(args.out.name + ".affinities.zarr")
+
+
+def _cluster_affinities(args: argparse.Namespace, model: Any, progress: Any) -> Any:
+    """The affinities predicted on the cluster asked for (resuming an unfinished run)."""
+    from ..segment import predict_affinities_distributed
+
+    with dask_client(args) as client:
+        return predict_affinities_distributed(
+            absolute(args.em),
+            model,
+            _affinities_path(args),
+            client=client,
+            em_voxel_size=args.em_voxel_size,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+        )
 
 
 def _print_scores(truth: Any, segmentation: Any) -> None:

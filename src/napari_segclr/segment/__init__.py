@@ -19,6 +19,7 @@ torch is imported only when affinities are predicted.
 """
 
 from .agglomerate import agglomerate, fragment_graph, merge_fragments, watershed_fragments
+from .distributed import predict_affinities_distributed
 from .metrics import (
     adapted_rand_error,
     contingency_table,
@@ -38,6 +39,7 @@ __all__ = [
     "merge_fragments",
     "model_level",
     "predict_affinities",
+    "predict_affinities_distributed",
     "segment_volume",
     "segmentation_scores",
     "variation_of_information",

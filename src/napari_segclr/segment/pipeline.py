@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import OutputExistsError
+from ..exceptions import OutputExistsError, ShapeMismatchError
 from ..io import Volume
 from .agglomerate import agglomerate, check_thresholds
 from .tiling import (
@@ -35,6 +35,7 @@ def segment_volume(
     device: str = "auto",
     overwrite: bool = False,
     voxel_size_tolerance: float = VOXEL_SIZE_TOLERANCE,
+    affinities: Any = None,
     progress: Progress | None = None,
 ) -> Any:
     """Segment ``volume`` with an affinity model into uint64 labels.
@@ -58,6 +59,10 @@ def segment_volume(
         Merging and fragment thresholds of :func:`agglomerate`.
     overlap, batch_size, device, voxel_size_tolerance
         As in :func:`predict_affinities`.
+    affinities
+        Affinities already predicted for the segmented level, (3, Z, Y, X)
+        (e.g. the zarr array of :func:`predict_affinities_distributed`): read
+        into memory and agglomerated, nothing predicted.
     overwrite
         Replace an existing ``out``; without it an existing ``out`` raises
         ``OutputExistsError`` before any work is done.
@@ -79,15 +84,18 @@ def segment_volume(
     if out is not None and Path(out).exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists; pass overwrite=True to replace it")
     level = model_level(volume, model, tolerance=voxel_size_tolerance)
-    affinities = predict_affinities(
-        level,
-        model,
-        overlap=overlap,
-        batch_size=batch_size,
-        device=device,
-        voxel_size_tolerance=voxel_size_tolerance,
-        progress=progress,
-    )
+    if affinities is None:
+        affinities = predict_affinities(
+            level,
+            model,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            voxel_size_tolerance=voxel_size_tolerance,
+            progress=progress,
+        )
+    else:
+        affinities = _given_affinities(affinities, level.shape)
     labels = agglomerate(
         affinities,
         threshold=threshold,
@@ -111,3 +119,18 @@ def segment_volume(
         shutil.rmtree(out, ignore_errors=True)
         raise
     return open_volume(out)
+
+
+def _given_affinities(affinities: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Precomputed affinities in memory, checked against the level's shape and for gaps."""
+    if tuple(affinities.shape) != (3, *shape):
+        raise ShapeMismatchError(
+            f"affinities: expected shape {(3, *shape)} for this volume, "
+            f"got {tuple(affinities.shape)}"
+        )
+    array = np.asarray(affinities[...], dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise ShapeMismatchError(
+            "affinities: some voxels were never predicted (NaN); finish the affinity job first"
+        )
+    return array

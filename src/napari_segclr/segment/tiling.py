@@ -144,7 +144,7 @@ def predict_affinities(
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     volume = model_level(volume, model, tolerance=voxel_size_tolerance)
-    patch = _patch_shape(model)
+    patch = patch_shape(model)
     grid = TileGrid.build(volume.shape, patch, overlap)
     shape = (3, *volume.shape)
     if out is None:
@@ -284,7 +284,8 @@ def _overlap_voxels(overlap: Overlap, patch: tuple[int, ...]) -> tuple[int, int,
     return voxels[0], voxels[1], voxels[2]
 
 
-def _patch_shape(model: AffinityPredictor) -> tuple[int, int, int]:
+def patch_shape(model: AffinityPredictor) -> tuple[int, int, int]:
+    """The model's tile shape (z, y, x) in voxels, checked."""
     patch = tuple(int(p) for p in model.patch_shape)
     if len(patch) != 3 or min(patch) < 1:
         raise CheckpointError(
