@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import tifffile
@@ -36,25 +38,22 @@ def client():
 
 
 @pytest.fixture
-def em_file(tmp_path, cell_image):
-    path = tmp_path / "em.tif"
-    tifffile.imwrite(path, cell_image)
-    return path
+def run(client, tmp_path, cell_image):
+    """``run(model, out, **options)``: the job on the test cluster, for the cells' EM file."""
+    em = tmp_path / "em.tif"
+    tifffile.imwrite(em, cell_image)
+    return partial(
+        predict_affinities_distributed, em, client=client, em_voxel_size=VOXEL_NM, block=BLOCK
+    )
 
 
-def test_blocks_on_workers_equal_one_process_and_resume(
-    client, em_file, cell_image, pointwise_model, tmp_path
-):
+def test_blocks_on_workers_equal_one_process_and_resume(run, cell_image, pointwise_model, tmp_path):
     model = pointwise_model()
     out = tmp_path / "affinities.zarr"
     seen = []
-    array = predict_affinities_distributed(
-        em_file,
+    array = run(
         model,
         out,
-        client=client,
-        em_voxel_size=VOXEL_NM,
-        block=BLOCK,
         device="cpu",
         progress=lambda done, total: seen.append((done, total)),
     )
@@ -64,13 +63,9 @@ def test_blocks_on_workers_equal_one_process_and_resume(
 
     # A rerun finds every block recorded and computes nothing.
     seen.clear()
-    again = predict_affinities_distributed(
-        em_file,
+    again = run(
         model,
         out,
-        client=client,
-        em_voxel_size=VOXEL_NM,
-        block=BLOCK,
         progress=lambda *a: seen.append(a),
     )
     assert seen == [(0, 0)]
@@ -83,7 +78,7 @@ def test_blocks_on_workers_equal_one_process_and_resume(
 
 
 def test_an_interrupted_job_completes_only_what_is_missing(
-    client, em_file, cell_image, pointwise_model, tmp_path
+    run, cell_image, pointwise_model, tmp_path
 ):
     model = pointwise_model()
     out = tmp_path / "affinities.zarr"
@@ -93,25 +88,17 @@ def test_an_interrupted_job_completes_only_what_is_missing(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_affinities_distributed(
-            em_file,
+        run(
             model,
             out,
-            client=client,
-            em_voxel_size=VOXEL_NM,
-            block=BLOCK,
             progress=stop_after_five,
         )
     finished = len(recorded_partitions(out))
     assert 5 <= finished < 27
     seen = []
-    array = predict_affinities_distributed(
-        em_file,
+    array = run(
         model,
         out,
-        client=client,
-        em_voxel_size=VOXEL_NM,
-        block=BLOCK,
         progress=lambda *a: seen.append(a),
     )
     # Blocks still running at the cancel may finish after it: fewer are left, never more.
@@ -119,22 +106,16 @@ def test_an_interrupted_job_completes_only_what_is_missing(
     np.testing.assert_allclose(array[...], predict_affinities(cell_image, model), atol=1e-5)
 
 
-def test_foreign_output_and_gaps_are_refused(
-    client, em_file, cell_image, pointwise_model, tmp_path
-):
+def test_foreign_output_and_gaps_are_refused(run, cell_image, pointwise_model, tmp_path):
     out = tmp_path / "affinities.zarr"
-    predict_affinities_distributed(
-        em_file, pointwise_model(), out, client=client, em_voxel_size=VOXEL_NM, block=BLOCK
-    )
+    run(pointwise_model(), out)
     other = pointwise_model()
     with torch.no_grad():
         other.mix.bias.add_(1.0)
     with pytest.raises(OutputExistsError, match="not an unfinished affinity job"):
-        predict_affinities_distributed(
-            em_file, other, out, client=client, em_voxel_size=VOXEL_NM, block=BLOCK
-        )
+        run(other, out)
     with pytest.raises(ShapeMismatchError, match="three positive"):
-        predict_affinities_distributed(em_file, other, tmp_path / "x.zarr", block=(8, 12))
+        run(other, tmp_path / "x.zarr", block=(8, 12))
 
     gaps = zarr.create_array(
         str(tmp_path / "gaps.zarr"),
