@@ -772,7 +772,8 @@ def _plan(
             [ordered[i] for i in group]
             for group in _balanced_groups(np.array([len(s) for s in ordered]), n_tasks)
         ]
-        scattered = client.scatter(groups)
+        # Unhashed keys: an identical earlier job may still be releasing its keys.
+        scattered = client.scatter(groups, hash=False)
         points = _concat(client.gather(client.map(_resampled, scattered, spacing_nm=spacing_nm)))
     return points, len(np.unique(points.segment_ids))
 
@@ -818,7 +819,7 @@ def _ground_truth_points(
     for group in _balanced_groups(sizes, n_tasks):
         first, last = starts[group[0]], starts[group[-1]] + sizes[group[-1]]
         pieces.append(rows.iloc[first:last])
-    scattered = client.scatter(pieces)
+    scattered = client.scatter(pieces, hash=False)
     return _concat(client.gather(client.map(_rows_to_points, scattered, spacing_nm=spacing_nm)))
 
 
