@@ -32,9 +32,9 @@ from ..skeleton import Skeleton, path_distances, resample
 from ..synthetic import Cell, subsample_nodes, transform_cell
 
 #: Mask-only encoders for reconstructed cells, by name. All take 33³ views and a
-#: ResNet-18 of an eighth of the "lite" widths (0.055 GFLOP a view, 60× less
-#: than "lite"), so an encoder trains for hundreds of steps in minutes on two
-#: CPU cores; they differ in the scale they see.
+#: ResNet-18 of half the "lite" widths (0.055 GFLOP a view, a third of "lite"),
+#: so an encoder trains for hundreds of steps in minutes on two CPU cores; they
+#: differ in the scale they see.
 #:
 #: - "morphology": 4 µm voxels, a 132 µm view: the arbor around a node (its
 #:   density, the directions and spacing of its branches). Neurites are drawn
