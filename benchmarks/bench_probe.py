@@ -47,14 +47,13 @@ from napari_segclr.evaluate import (
     FIRST_EVALUATION_SEED,
     SUBCOMPARTMENTS,
     classification_scores,
-    render_dataset,
     sample_points,
     window_config,
 )
 from napari_segclr.io import Dataset
 from napari_segclr.model import PRESETS, ModelConfig, SegclrModel, get_preset, load_checkpoint
 from napari_segclr.model.shipped import load_shipped_model, shipped_checkpoint_path
-from napari_segclr.synthetic import Neuropil
+from napari_segclr.synthetic import Neuropil, render_dataset
 from napari_segclr.views import ViewLoader, ViewPoints
 
 #: The bar the trained checkpoint is held to.

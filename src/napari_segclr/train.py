@@ -65,7 +65,7 @@ from .runs import (
     step_seeds,
 )
 from .skeleton import Skeleton, SkeletonParams, skeletonize_volume
-from .synthetic import Neuropil, NeuropilConfig, render_all
+from .synthetic import Neuropil, NeuropilConfig, render_dataset
 from .views import PairSampler, ViewSpec, extract_views, prefetch_map
 
 TRAIN_FORMAT = "napari-segclr/train"
@@ -246,20 +246,10 @@ class TrainingData:
         keeping the nodes that lie within a voxel of their own segment's voxels.
         """
         neuropil = Neuropil(config)
-        crop = render_all(neuropil, progress=progress)
         settings = _plain(asdict(config))
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         name = f"synthetic neuropil (seed {config.seed}, config {digest})"
-        dataset = Dataset(
-            Volume(crop.em, config.voxel_size, config.offset, source=f"{name}: em"),
-            Volume(
-                crop.segmentation,
-                config.voxel_size,
-                config.offset,
-                kind="labels",
-                source=f"{name}: segmentation",
-            ),
-        )
+        crop, dataset = render_dataset(neuropil, name=name, progress=progress)
         nodes = neuropil.nodes()
         visible = nodes_on_segment(nodes, dataset.segmentation, crop.segmentation)
         skeletons = skeletons_from_nodes(nodes[visible])

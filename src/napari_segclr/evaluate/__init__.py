@@ -50,7 +50,6 @@ from .synthetic import (
     check_evaluation_seeds,
     evaluation_volume,
     labelled_segments,
-    render_dataset,
     sample_points,
     window_config,
 )
@@ -83,7 +82,6 @@ __all__ = [
     "macro_f1",
     "ood_auroc",
     "ood_scores",
-    "render_dataset",
     "run_evaluation",
     "sample_points",
     "stratified_draw",

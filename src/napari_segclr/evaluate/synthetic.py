@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io import Dataset, Volume
+from ..io import Dataset
 from ..skeleton import Skeleton, resample
-from ..synthetic import Compartment, Crop, Neuropil, NeuropilConfig, render_all
+from ..synthetic import Compartment, Crop, Neuropil, NeuropilConfig, render_dataset
 from ..synthetic.cell_types import CELL_TYPES
 from ..train import skeletons_from_nodes
 from ..views import ViewPoints, ViewSpec, as_view_spec
@@ -109,24 +109,6 @@ def window_config(
         seed=seed,
         offset=tuple(lower_face + voxel_size / 2),
     )
-
-
-def render_dataset(neuropil: Neuropil, *, progress: Progress | None = None) -> tuple[Crop, Dataset]:
-    """Render a whole synthetic volume into memory: its crop (all ground truth) and dataset."""
-    config = neuropil.config
-    crop = render_all(neuropil, progress=progress)
-    name = f"synthetic neuropil (seed {config.seed})"
-    dataset = Dataset(
-        Volume(crop.em, config.voxel_size, config.offset, source=f"{name}: em"),
-        Volume(
-            crop.segmentation,
-            config.voxel_size,
-            config.offset,
-            kind="labels",
-            source=f"{name}: segmentation",
-        ),
-    )
-    return crop, dataset
 
 
 def sample_points(

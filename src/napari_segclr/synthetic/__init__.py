@@ -11,7 +11,7 @@ from .cell import Cell, Compartment, Mesh
 from .config import NeuropilConfig
 from .export import write_neuropil
 from .mesh import mesh_inside, read_obj
-from .neuropil import Crop, Neuropil, render_all, sample_neuropil
+from .neuropil import Crop, Neuropil, render_all, render_dataset, sample_neuropil
 from .real import (
     cell_box,
     place_cells,
@@ -38,6 +38,7 @@ __all__ = [
     "read_obj",
     "read_swc",
     "render_all",
+    "render_dataset",
     "sample_neuropil",
     "stable_cell_id",
     "subsample_nodes",

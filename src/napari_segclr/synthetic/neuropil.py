@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ShapeMismatchError
+from ..io.dataset import Dataset
 from ..io.volume import Volume
 from .cell import Cell, Compartment
 from .cell_types import CELL_TYPES, TYPE_NAMES
@@ -619,6 +620,31 @@ def render_all(neuropil: Neuropil, *, progress: Callable[[int, int], None] | Non
         if progress is not None:
             progress(done, len(starts))
     return out
+
+
+def render_dataset(
+    neuropil: Neuropil,
+    *,
+    name: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Crop, Dataset]:
+    """Render the whole volume into memory: its crop (all ground truth) and EM + segmentation.
+
+    The volumes' sources read ``"<name>: em"`` and ``"<name>: segmentation"``;
+    ``name`` defaults to ``"synthetic neuropil (seed N)"``.
+    """
+    config = neuropil.config
+    crop = render_all(neuropil, progress=progress)
+    name = name or f"synthetic neuropil (seed {config.seed})"
+    em = Volume(crop.em, config.voxel_size, config.offset, source=f"{name}: em")
+    segmentation = Volume(
+        crop.segmentation,
+        config.voxel_size,
+        config.offset,
+        kind="labels",
+        source=f"{name}: segmentation",
+    )
+    return crop, Dataset(em, segmentation)
 
 
 def sample_neuropil(seed: int = 0) -> Neuropil:
