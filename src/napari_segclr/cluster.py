@@ -715,30 +715,52 @@ def _run(
     total = sum(len(p) for p in partitions)
     if progress is not None:
         progress(0, total)
-    if not partitions:
-        return []
-    client.register_plugin(ModelPlugin(copy.deepcopy(model)), name=job.plugin)
-    running = {}
-    for partition in partitions:
-        future = client.submit(_embed_partition, job, partition, pure=False)
-        running[future.key] = future
     infos: list[dict[str, Any]] = []
+
+    def finished(info: dict[str, Any]) -> None:
+        infos.append(info)
+        if progress is not None:
+            progress(sum(i["views"] for i in infos), total)
+
+    run_with_model(client, model, job.plugin, _embed_partition, job, partitions, finished)
+    return infos
+
+
+def run_with_model(
+    client: Client,
+    model: torch.nn.Module,
+    plugin: str,
+    task: Callable[[Any, T], Any],
+    job: Any,
+    items: Sequence[T],
+    on_result: Callable[[Any], None],
+) -> None:
+    """``task(job, item)`` for every item on the workers, with ``model`` there as ``plugin``.
+
+    The model is registered once (a :class:`ModelPlugin` named ``plugin``) and
+    removed at the end; ``on_result`` gets each task's result as it finishes.
+    An exception (from a task or ``on_result``, e.g. a cancel) cancels the tasks
+    still running and is raised.
+    """
+    if not items:
+        return
+    client.register_plugin(ModelPlugin(copy.deepcopy(model)), name=plugin)
+    running = {}
+    for item in items:
+        future = client.submit(task, job, item, pure=False)
+        running[future.key] = future
     try:
-        done = 0
         for future in as_completed(list(running.values())):
-            infos.append(future.result())
+            result = future.result()
             # Released at once: a finished task's result held on a worker that
             # dies would otherwise be computed again.
             running.pop(future.key).release()
-            done += infos[-1]["views"]
-            if progress is not None:
-                progress(done, total)
+            on_result(result)
     except BaseException:
         client.cancel(list(running.values()))
         raise
     finally:
-        client.unregister_worker_plugin(job.plugin)
-    return infos
+        client.unregister_worker_plugin(plugin)
 
 
 def _plan(

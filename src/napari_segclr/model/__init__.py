@@ -42,6 +42,7 @@ from .segclr import (
     load_checkpoint,
     model_signature,
     save_checkpoint,
+    weights_digest,
 )
 
 __all__ = [
@@ -67,4 +68,5 @@ __all__ = [
     "nt_xent_loss",
     "resnet_backbone",
     "save_checkpoint",
+    "weights_digest",
 ]

@@ -156,9 +156,16 @@ def model_signature(model: SegclrModel) -> str:
     format; it changes with any weight or batch-norm statistic. Use it to key
     stored embeddings to the model that made them.
     """
-    digest = hashlib.sha256()
-    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    return weights_digest(model, salt=json.dumps(model.config.to_dict(), sort_keys=True))
+
+
+def weights_digest(module: nn.Module, *, salt: str = "") -> str:
+    """A stable hex digest of ``salt`` and every weight and buffer of a network.
+
+    Equal whatever the device or memory format; any changed value changes it.
+    """
+    digest = hashlib.sha256(salt.encode())
+    for name, tensor in sorted(module.state_dict().items()):
         data = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(data.view(torch.uint8).numpy().tobytes())

@@ -27,8 +27,6 @@ with ``affinities=``).
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import os
 import time
 import uuid
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from ..exceptions import OutputExistsError, ShapeMismatchError
 from .tiling import (
@@ -119,11 +118,10 @@ def predict_affinities_distributed(
     -------
     The zarr array, complete.
     """
-    import zarr
-
-    from ..cluster import LEDGER, ModelPlugin, cluster_client, recorded_partitions
+    from ..cluster import LEDGER, cluster_client, recorded_partitions, run_with_model
     from ..embed import resolve_device
     from ..io import open_volume
+    from ..model import weights_digest
 
     block3 = _block_shape(block)
     if batch_size < 1:
@@ -155,9 +153,9 @@ def predict_affinities_distributed(
         "voxel_size_nm": list(level.voxel_size),
         "block": list(block3),
         "overlap": overlap,
-        "model": _model_digest(model),
+        "model": weights_digest(model),
     }
-    array = _open_output(Path(job.out), level.shape, block3, identity, zarr)
+    array = _open_output(Path(job.out), level.shape, block3, identity)
     (Path(job.out) / LEDGER).mkdir(exist_ok=True)
     done_before = recorded_partitions(job.out)
     blocks = [b for b in _block_starts(level.shape, block3) if _digest(b) not in done_before]
@@ -166,28 +164,20 @@ def predict_affinities_distributed(
         progress(0, total)
     if not blocks:
         return array
-    with cluster_client(client) as active:
-        active.register_plugin(ModelPlugin(copy.deepcopy(model)), name=job.plugin)
-        futures = [active.submit(_block_task, job, b, pure=False) for b in blocks]
-        try:
-            from distributed import as_completed
+    done = []
 
-            for done, future in enumerate(as_completed(futures), start=1):
-                future.result()
-                future.release()
-                if progress is not None:
-                    progress(done, total)
-        except BaseException:
-            active.cancel(futures)
-            raise
-        finally:
-            active.unregister_worker_plugin(job.plugin)
+    def finished(info: dict[str, Any]) -> None:
+        done.append(info)
+        if progress is not None:
+            progress(len(done), total)
+
+    with cluster_client(client) as active:
+        run_with_model(active, model, job.plugin, _block_task, job, blocks, finished)
     return array
 
 
 def _block_task(job: _Job, start: tuple[int, int, int]) -> dict[str, Any]:
     """Predict one block with its halo, write its voxels, record it (runs on a worker)."""
-    import zarr
     from distributed import get_worker
 
     from ..cluster import record_partition, thread_cached
@@ -232,7 +222,9 @@ def _block_task(job: _Job, start: tuple[int, int, int]) -> dict[str, Any]:
     return info
 
 
-def _open_output(path: Path, shape: tuple[int, ...], block: tuple[int, ...], identity: dict, zarr):
+def _open_output(
+    path: Path, shape: tuple[int, ...], block: tuple[int, ...], identity: dict[str, Any]
+) -> zarr.Array:
     """The output array: created, or reopened if an unfinished run of this job left it."""
     if path.exists():
         try:
@@ -273,12 +265,3 @@ def _block_shape(block: Sequence[int]) -> tuple[int, int, int]:
     ):
         raise ShapeMismatchError(f"block must be three positive voxel counts, got {block!r}")
     return tuple(int(v) for v in values)  # type: ignore[return-value]
-
-
-def _model_digest(model: Any) -> str:
-    """A digest of the network's weights: a rerun must use the same network."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().float().numpy().tobytes())
-    return digest.hexdigest()
