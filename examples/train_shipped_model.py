@@ -126,6 +126,8 @@ def fit_heads(args: argparse.Namespace) -> None:
     """
     if len(args.seeds) < 2:
         sys.exit("fitting the heads needs two seeds or more (fit, then calibrate)")
+    if not args.weights.is_file():
+        sys.exit(f"{args.weights} does not exist: train the model first (without --heads-only)")
     started = time.perf_counter()
     model, _ = load_checkpoint(args.weights)
     half = (len(args.seeds) + 1) // 2

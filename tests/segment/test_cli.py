@@ -80,6 +80,9 @@ def test_bad_options_are_refused_by_the_parser(files, checkpoint, tmp_path, opti
 
 def test_affinities_on_a_local_cluster(files, checkpoint, tmp_path, capsys):
     em, _ = files
+    with pytest.raises(SystemExit) as stop:  # without a cluster there are no affinities to keep
+        main(_args(em, checkpoint, tmp_path / "seg.ome.zarr", "--keep-affinities"))
+    assert stop.value.code == 2 and "need --scheduler" in capsys.readouterr().err
     out = tmp_path / "seg.ome.zarr"
     affinities = tmp_path / "aff.zarr"
     argv = _args(em, checkpoint, out, "--local-workers", "1", "--affinities", str(affinities))

@@ -106,6 +106,9 @@ def _segment(args: argparse.Namespace) -> int:
     from ..mae import load_affinity_model
     from ..segment import model_level, segment_volume
 
+    on_cluster = args.scheduler is not None or args.local_workers is not None
+    if not on_cluster and (args.affinities is not None or args.keep_affinities):
+        args.parser.error("--affinities and --keep-affinities need --scheduler or --local-workers")
     if args.out.exists() and not args.force:  # before anything is read
         raise OutputExistsError(f"{args.out}: already exists; pass --force to replace it")
     if not args.model.expanduser().is_file():
@@ -121,7 +124,6 @@ def _segment(args: argparse.Namespace) -> int:
                 f"{args.truth}: shape {truth.shape} differs from the segmented EM's {level.shape}"
             )
     start = time.perf_counter()
-    on_cluster = args.scheduler is not None or args.local_workers is not None
     with PhaseBars(("affinities", "agglomerating", "writing")) as progress:
         affinities = _cluster_affinities(args, model, progress) if on_cluster else None
         segmentation = segment_volume(
