@@ -7,13 +7,15 @@ Prints one JSON document. Run from the repository root:
 
 For every seed (1000 and above: the shipped model trained on seeds below 1000)
 a window of synthetic neuropil is rendered into memory, placed so that the
-neuron soma nearest the origin reaches into it. View centres are ground-truth
-voxels of four classes: soma, dendrite (apical included), axon and glia. Each
-synthetic soma is a single skeleton node, so centres are drawn from voxels,
-not nodes: per class a cell at random, then one of its voxels of that class.
-Centres keep half a field of view from the window's y and x faces, so that no
-class is seen cut off at the edge more than another (the window is one field
-of view thick in z, which cuts every view alike).
+neuron soma nearest the origin reaches into it. By default the windows are
+those ``napari-segclr evaluate`` renders: 8.5 × 12.8 × 12.8 µm, at half the
+views' voxel size but at least 32 nm (64 nm for ``lite``, the resolution its
+training volumes had). View centres are ground-truth voxels of four classes:
+soma, dendrite (apical included), axon and glia. Each synthetic soma is a
+single skeleton node, so centres are drawn from voxels, not nodes: per class a
+cell at random, then one of its voxels of that class. Centres keep half a
+field of view from the window's y and x faces, so that no class is seen cut
+off at the edge more than another.
 
 The views (the model's own kind, shape and voxel size) are embedded by the
 checkpoint and by a randomly initialised encoder of the same config (the
@@ -46,6 +48,7 @@ from sklearn.preprocessing import StandardScaler
 from napari_segclr.evaluate import (
     FIRST_EVALUATION_SEED,
     SUBCOMPARTMENTS,
+    EvaluationConfig,
     classification_scores,
     sample_points,
     window_config,
@@ -177,14 +180,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--per-class", type=int, default=200, help="views per class in each split (default 200)"
     )
     p.add_argument(
-        "--voxel-size", type=float, default=32.0, help="nm of the rendered volumes (default 32)"
+        "--voxel-size",
+        type=float,
+        help="nm of the rendered volumes (default: half the views' voxel size, at least 32)",
     )
     p.add_argument(
         "--extent-um",
         type=float,
         nargs=3,
-        default=(4.096, 8.192, 8.192),
-        help="window size (z, y, x) in µm (default 4.096 8.192 8.192)",
+        default=EvaluationConfig.volume_um,
+        help="window size (z, y, x) in µm (default: the evaluation's, 8.5 12.8 12.8)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="views per batch (default 32)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -213,8 +218,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     models, report["checkpoint"] = load_models(args)
     config = next(iter(models.values())).config
     fov_um = np.asarray(config.field_of_view_nm) / 1000
-    if np.any(np.asarray(args.extent_um[1:]) <= fov_um[1:]):
-        raise SystemExit(f"--extent-um must exceed the views' {fov_um[1]:g} µm in y and x")
+    if np.any(np.asarray(args.extent_um) <= fov_um):
+        raise SystemExit(f"--extent-um must exceed the views' {fov_um.tolist()} µm in z, y and x")
+    if args.voxel_size is None:
+        args.voxel_size = EvaluationConfig().render_voxel_size(config)
     report["views"] = {
         "kinds": list(config.input_kinds),
         "shape": list(config.view_shape),
