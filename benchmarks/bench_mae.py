@@ -12,6 +12,8 @@ Data (``--data``, 10 nm isotropic FIB-SEM of the Drosophila medulla):
 - pre-training, no labels: ``sample1_raw_unlabeled.tif`` (250³) and
   ``validation_raw_unlabeled_z000-255.tif`` (256 × 520 × 520);
 - fine-tuning: ``sample2`` raw and ground-truth bodies, slices z 0–119;
+- merge threshold: chosen per network on ``sample2`` z 100–119 (fine-tuning
+  slices), where it gives the lowest adapted Rand error among ``--thresholds``;
 - test: ``sample2`` z 120–159, never trained on. The FFN segmentation of the same
   slices (``sample2_ffn_z000-159.tif``) is scored as a reference.
 
@@ -21,8 +23,8 @@ all (``--finetune-steps``, the same seed and so the same tiles in the same
 order), an affinity network is fine-tuned from each MAE's encoder and one from
 random weights ("scratch"). Each predicts affinities of the test slices
 (``predict_affinities``, tiles overlapping by ``--overlap``), which are
-agglomerated at ``--threshold`` (``agglomerate``) and scored against the ground
-truth: variation of information (split, merge; bits) and adapted Rand error
+agglomerated at its chosen threshold (``agglomerate``) and scored against the
+ground truth: variation of information (split, merge; bits) and adapted Rand error
 (0 is perfect). The boundary average precision (ranking of 1 − affinity against
 the true boundaries between neighbouring voxels) scores the affinities
 themselves, before any threshold.
@@ -52,6 +54,7 @@ from sklearn.metrics import average_precision_score
 from napari_segclr.io import Volume
 from napari_segclr.mae import (
     PRESETS,
+    AffinityModel,
     FinetuneConfig,
     PretrainConfig,
     finetune,
@@ -60,7 +63,7 @@ from napari_segclr.mae import (
     load_affinity_model,
     pretrain,
 )
-from napari_segclr.segment import agglomerate, predict_affinities
+from napari_segclr.segment import agglomerate, agglomerate_sweep, predict_affinities
 from napari_segclr.segment.metrics import adapted_rand_error, variation_of_information
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fib25"
@@ -71,7 +74,8 @@ RAW, LABELS, FFN = (
     "sample2_labels_z000-159.tif",
     "sample2_ffn_z000-159.tif",
 )
-TRAIN_Z, TEST_Z = (0, 120), (120, 160)
+TRAIN_Z, THRESHOLD_Z, TEST_Z = (0, 120), (100, 120), (120, 160)
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -91,7 +95,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         help="use only the first N×N voxels in y and x of sample2 (tests; default: all)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="agglomeration threshold")
+    p.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=list(THRESHOLDS),
+        help="merge thresholds to choose from on z 100–119 (one: used as is; default 0.1 … 0.9)",
+    )
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap in prediction")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1)")
@@ -100,6 +110,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not all(0 < r < 1 for r in args.mask_ratios):
         p.error("--mask-ratios must lie in (0, 1)")
+    if not all(0 <= t <= 1 for t in args.thresholds):
+        p.error("--thresholds must lie in [0, 1]")
     if min(args.pretrain_steps, args.finetune_steps, args.batch_size) < 1:
         p.error("steps and batch sizes must be positive")
     return args
@@ -124,6 +136,24 @@ def boundary_average_precision(affinities: np.ndarray, truth: np.ndarray) -> flo
     known = np.ones_like(truth, dtype=bool)
     pairs = labels_to_affinities(known.astype(np.uint8)).astype(bool)  # neighbour exists
     return float(average_precision_score(1 - target[pairs], 1 - affinities[pairs]))
+
+
+def choose_threshold(
+    model: AffinityModel, raw: Volume, truth: np.ndarray, args: argparse.Namespace
+) -> tuple[float, dict[str, float]]:
+    """The merge threshold of ``args.thresholds`` with the lowest adapted Rand error on
+    ``raw``, and the error of each (none computed when there is one threshold)."""
+    if len(args.thresholds) == 1:
+        return float(args.thresholds[0]), {}
+    affinities = predict_affinities(
+        raw, model, overlap=args.overlap, batch_size=8, device=args.device
+    )
+    errors = {
+        f"{t:g}": round(adapted_rand_error(truth, segmentation), 4)
+        for t, segmentation in agglomerate_sweep(affinities, args.thresholds).items()
+    }
+    best = min(errors, key=errors.__getitem__)
+    return float(best), errors
 
 
 def score(truth: np.ndarray, segmentation: np.ndarray) -> dict[str, float]:
@@ -153,12 +183,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     unlabelled = [load(args.data, name) for name in UNLABELLED]
     train_raw = load(args.data, RAW, TRAIN_Z, args.xy_crop)
     train_labels = load(args.data, LABELS, TRAIN_Z, args.xy_crop)
+    threshold_raw = load(args.data, RAW, THRESHOLD_Z, args.xy_crop)
+    threshold_truth = np.asarray(load(args.data, LABELS, THRESHOLD_Z, args.xy_crop).array)
     test_raw = load(args.data, RAW, TEST_Z, args.xy_crop)
     truth = np.asarray(load(args.data, LABELS, TEST_Z, args.xy_crop).array)
     ffn = np.asarray(load(args.data, FFN, TEST_Z, args.xy_crop).array)
     report["data"] = {
         "pretraining": [v.source for v in unlabelled],
         "finetuning": train_raw.source,
+        "threshold_choice": threshold_raw.source,
         "test": test_raw.source,
         "test_truth_segments": len(np.unique(truth[truth != 0])),
     }
@@ -209,14 +242,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
             )
             report["finetuning"][name] = _training_summary(result)
             model = load_affinity_model(path)
+            threshold, errors = choose_threshold(model, threshold_raw, threshold_truth, args)
             tic = time.perf_counter()
             affinities = predict_affinities(
                 test_raw, model, overlap=args.overlap, batch_size=8, device=args.device
             )
             predicted_s = time.perf_counter() - tic
-            segmentation = agglomerate(affinities, threshold=args.threshold)
+            segmentation = agglomerate(affinities, threshold=threshold)
             report["results"][name] = {
                 **score(truth, segmentation),
+                "threshold": threshold,
+                "threshold_choice_are": errors,
                 "boundary_average_precision": round(
                     boundary_average_precision(affinities, truth), 4
                 ),
@@ -232,14 +268,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 def table(report: dict) -> str:
     """The results as a text table: one row per network, the FFN last."""
-    head = f"{'network':<12} {'VOI split':>9} {'VOI merge':>9} {'ARE':>7} {'bAP':>6} {'segs':>6}"
+    head = (
+        f"{'network':<12} {'VOI split':>9} {'VOI merge':>9} {'ARE':>7} {'bAP':>6} {'segs':>6} "
+        f"{'thr':>4}"
+    )
     rows = [head, "-" * len(head)]
     for name, r in [*report["results"].items(), ("FFN (ref.)", report["reference_ffn"])]:
         ap = r.get("boundary_average_precision")
+        threshold = r.get("threshold")
         rows.append(
             f"{name:<12} {r['voi_split']:>9.3f} {r['voi_merge']:>9.3f} "
             f"{r['adapted_rand_error']:>7.3f} {'' if ap is None else f'{ap:.3f}':>6} "
-            f"{r['segments']:>6}"
+            f"{r['segments']:>6} {'' if threshold is None else f'{threshold:g}':>4}"
         )
     return "\n".join(rows)
 

@@ -28,6 +28,10 @@ def test_benchmark_scores_every_network_and_the_ffn(bench, shared_data, tmp_path
     # The FFN is a real segmentation: far better than untrained networks.
     assert report["reference_ffn"]["adapted_rand_error"] < 0.5
     assert all(0 <= r["boundary_average_precision"] <= 1 for r in report["results"].values())
+    for result in report["results"].values():  # the threshold with the least error on z 100–119
+        errors = result["threshold_choice_are"]
+        assert list(errors) == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
+        assert errors[f"{result['threshold']:g}"] == min(errors.values())
     assert "FFN (ref.)" in out.err and "mae 0.9" in out.err
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == [
         "affinity-mae-0.5.pt", "affinity-mae-0.9.pt", "affinity-scratch.pt",
@@ -35,6 +39,8 @@ def test_benchmark_scores_every_network_and_the_ffn(bench, shared_data, tmp_path
     ]  # fmt: skip
 
 
-def test_benchmark_refuses_bad_ratios(bench):
+def test_benchmark_refuses_bad_ratios_and_thresholds(bench):
     with pytest.raises(SystemExit):
         bench("bench_mae").parse_args(["--mask-ratios", "0.5", "1.0"])
+    with pytest.raises(SystemExit):
+        bench("bench_mae").parse_args(["--thresholds", "0.5", "1.5"])

@@ -9,6 +9,7 @@ from napari_segclr.exceptions import ShapeMismatchError
 from napari_segclr.mae import labels_to_affinities
 from napari_segclr.segment import (
     agglomerate,
+    agglomerate_sweep,
     fragment_graph,
     merge_fragments,
     segmentation_scores,
@@ -51,6 +52,20 @@ def test_threshold_trades_merges_for_splits(cells):
     counts = [len(np.unique(agglomerate(affinities, threshold=t))) for t in (0.05, 0.5, 0.95)]
     assert counts[0] == 1  # every boundary's mean (≈ 0.1) is above 0.05
     assert counts[0] < counts[1] < counts[2]
+
+
+def test_a_sweep_gives_each_threshold_what_agglomerate_gives_it(cells):
+    affinities = noisy(affinities_of(cells), 0.2, seed=1)
+    stages = []
+    sweep = agglomerate_sweep(affinities, [0.95, 0.05, 0.5], progress=lambda *a: stages.append(a))
+    assert list(sweep) == [0.95, 0.05, 0.5]
+    for threshold, segmentation in sweep.items():
+        assert np.array_equal(segmentation, agglomerate(affinities, threshold=threshold))
+    assert stages == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+    with pytest.raises(ValueError, match="at least one"):
+        agglomerate_sweep(affinities, [])
+    with pytest.raises(ValueError, match="threshold must be between 0 and 1"):
+        agglomerate_sweep(affinities, [0.5, 2.0])
 
 
 def test_thin_object_without_a_seed_of_its_own_is_kept():

@@ -18,7 +18,13 @@ segmentation against ground truth::
 torch is imported only when affinities are predicted.
 """
 
-from .agglomerate import agglomerate, fragment_graph, merge_fragments, watershed_fragments
+from .agglomerate import (
+    agglomerate,
+    agglomerate_sweep,
+    fragment_graph,
+    merge_fragments,
+    watershed_fragments,
+)
 from .distributed import predict_affinities_distributed
 from .metrics import (
     adapted_rand_error,
@@ -34,6 +40,7 @@ __all__ = [
     "TileGrid",
     "adapted_rand_error",
     "agglomerate",
+    "agglomerate_sweep",
     "contingency_table",
     "fragment_graph",
     "merge_fragments",

@@ -79,10 +79,41 @@ def agglomerate(
     -------
     uint64 labels (Z, Y, X), consecutive from 1; every voxel is labelled.
     """
-    check_thresholds(
-        threshold=threshold, seed_threshold=seed_threshold, link_threshold=link_threshold
-    )
+    (labels,) = agglomerate_sweep(
+        affinities,
+        [threshold],
+        seed_threshold=seed_threshold,
+        link_threshold=link_threshold,
+        voxel_size=voxel_size,
+        progress=progress,
+    ).values()
+    return labels
+
+
+def agglomerate_sweep(
+    affinities: np.ndarray,
+    thresholds: Sequence[float],
+    *,
+    seed_threshold: float = 0.5,
+    link_threshold: float = 0.8,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    progress: Progress | None = None,
+) -> dict[float, np.ndarray]:
+    """Segmentations of one volume at several merge thresholds, by threshold.
+
+    As :func:`agglomerate`, but the fragments and their graph are computed once
+    for all ``thresholds``, so choosing a threshold against a ground truth costs
+    one merge per candidate. ``progress(done, 2 + len(thresholds))`` follows
+    the fragments, the graph and each merge.
+    """
+    thresholds = [float(t) for t in thresholds]
+    if not thresholds:
+        raise ValueError("give at least one merge threshold")
+    for threshold in thresholds:
+        check_thresholds(threshold=threshold)
+    check_thresholds(seed_threshold=seed_threshold, link_threshold=link_threshold)
     affinities = _check_affinities(affinities)
+    total = 2 + len(thresholds)
     fragments = watershed_fragments(
         affinities,
         seed_threshold=seed_threshold,
@@ -90,15 +121,17 @@ def agglomerate(
         voxel_size=voxel_size,
     )
     if progress is not None:
-        progress(1, 3)
+        progress(1, total)
     graph = fragment_graph(fragments, affinities)
     if progress is not None:
-        progress(2, 3)
-    roots = merge_fragments(*graph, threshold=threshold)
-    labels = _consecutive(roots)[fragments]
-    if progress is not None:
-        progress(3, 3)
-    return labels
+        progress(2, total)
+    segmentations = {}
+    for done, threshold in enumerate(thresholds, start=3):
+        roots = merge_fragments(*graph, threshold=threshold)
+        segmentations[threshold] = _consecutive(roots)[fragments]
+        if progress is not None:
+            progress(done, total)
+    return segmentations
 
 
 def watershed_fragments(
