@@ -14,8 +14,7 @@ training volumes had). View centres are ground-truth voxels of four classes:
 soma, dendrite (apical included), axon and glia. Each synthetic soma is a
 single skeleton node, so centres are drawn from voxels, not nodes: per class a
 cell at random, then one of its voxels of that class. Centres keep half a
-field of view from the window's y and x faces, so that no class is seen cut
-off at the edge more than another.
+field of view from the window's faces, so that no view is cut off at the edge.
 
 The views (the model's own kind, shape and voxel size) are embedded by the
 checkpoint and by a randomly initialised encoder of the same config (the
@@ -25,7 +24,7 @@ test seeds, never the same volume for both: macro F1, F1 per class and the
 confusion matrix (rows: true class, columns: predicted) for both encoders.
 The bar for the trained checkpoint: macro F1 >= 0.95 per view.
 
-Windows and view centres come from :mod:`napari_segclr.evaluate.synthetic`;
+Windows and view centres are the evaluation's (``evaluation_volume``);
 ``napari-segclr evaluate`` writes the fuller report (label efficiency, cell
 types, out-of-distribution detection, figures).
 """
@@ -50,13 +49,11 @@ from napari_segclr.evaluate import (
     SUBCOMPARTMENTS,
     EvaluationConfig,
     classification_scores,
-    sample_points,
-    window_config,
+    evaluation_volume,
 )
 from napari_segclr.io import Dataset
 from napari_segclr.model import PRESETS, ModelConfig, SegclrModel, get_preset, load_checkpoint
 from napari_segclr.model.shipped import load_shipped_model, shipped_checkpoint_path
-from napari_segclr.synthetic import Neuropil, render_dataset
 from napari_segclr.views import ViewLoader, ViewPoints
 
 #: The bar the trained checkpoint is held to.
@@ -140,27 +137,30 @@ def split_embeddings(
     args: argparse.Namespace,
     rng: np.random.Generator,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Embeddings by model name and class labels of the views of some seeds."""
-    extent = np.asarray(args.extent_um) * 1000.0
-    fov = np.asarray(config.field_of_view_nm)
-    margin = [0, *(int(np.ceil(f / 2 / args.voxel_size)) for f in fov[1:])]
+    """Embeddings by model name and class indices of the views of some seeds."""
     shares = np.full(len(seeds), args.per_class // len(seeds))
     shares[: args.per_class % len(seeds)] += 1
     parts: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    labels = []
+    classes, labels = list(SUBCOMPARTMENTS), []
     for seed, share in zip(seeds, shares, strict=True):
-        volume = window_config(
-            seed, extent_nm=extent, voxel_size=args.voxel_size, margin_x_nm=fov[2] / 2
+        volume = evaluation_volume(
+            seed,
+            config,
+            views_per_class=int(share),
+            extent_um=args.extent_um,
+            voxel_size_nm=args.voxel_size,
+            nodes_per_type=0,  # views only, no labelled segments
+            rng=rng,
         )
-        crop, dataset = render_dataset(Neuropil(volume))
-        points, seed_labels = sample_points(
-            crop, volume, margin_voxels=margin, per_class=int(share), rng=rng
+        embedded = embed_points(
+            volume.dataset, volume.view_points, list(models.values()), batch_size=args.batch_size
         )
-        embedded = embed_points(dataset, points, list(models.values()), batch_size=args.batch_size)
         for name, embeddings in zip(models, embedded, strict=True):
             parts[name].append(embeddings)
-        labels.append(seed_labels)
-    return {name: np.concatenate(p) for name, p in parts.items()}, np.concatenate(labels)
+        labels.append([classes.index(name) for name in volume.view_labels])
+    return {name: np.concatenate(p) for name, p in parts.items()}, np.concatenate(labels).astype(
+        int
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
