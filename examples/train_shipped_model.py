@@ -205,8 +205,8 @@ def parse_args() -> argparse.Namespace:
         "--max-path-nm",
         type=float,
         default=1500.0,
-        help="largest distance along the skeleton between a pair's views, nm (default 1500: "
-        "in 800-step trials it probed 0.77 against 0.69 at 4000 and 0.71 at 750)",
+        help="largest distance along the skeleton between a pair's views, nm (default 1500; "
+        "against 4000 over 14,000 steps: the same probe, better cell-type and OOD figures)",
     )
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps (default 100)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
