@@ -37,3 +37,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def thread_cluster():
+    """A Dask client of two worker threads in this process (starts in well under a second).
+
+    The in-process workers set torch to one thread; the caller's count is restored after.
+    """
+    import torch
+    from distributed import Client, LocalCluster
+
+    threads = torch.get_num_threads()
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+    torch.set_num_threads(threads)

@@ -16,7 +16,6 @@ import pytest
 import tifffile
 import torch
 import zarr
-from distributed import Client, LocalCluster
 
 from napari_segclr import cluster
 from napari_segclr.cluster import (
@@ -60,18 +59,6 @@ def reference(truth, model, tmp_path_factory) -> EmbeddingTable:
     path = tmp_path_factory.mktemp("reference") / "store.zarr"
     embed_segments(truth.dataset, model, path, skeletons=truth.skeletons, **SMALL)
     return EmbeddingStore.open(path).read()
-
-
-@pytest.fixture(scope="module")
-def threads():
-    """A cluster of two worker threads in this process (starts in well under a second)."""
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
-        ) as local,
-        Client(local) as client,
-    ):
-        yield client
 
 
 def lazy_dataset() -> Dataset:
@@ -160,13 +147,13 @@ def test_bad_options_are_refused_before_any_work(model, tmp_path):
 
 
 @pytest.mark.parametrize("by", ["segments", "chunks"])
-def test_store_matches_one_process(threads, truth, model, reference, tmp_path, by):
+def test_store_matches_one_process(thread_cluster, truth, model, reference, tmp_path, by):
     seen = []
     result = embed_distributed(
         CONFIG,
         model,
         tmp_path / "s.zarr",
-        client=threads,
+        client=thread_cluster,
         partition=by,
         chunk_nm=1024.0,
         partition_views=24,
@@ -195,21 +182,23 @@ def test_store_matches_one_process(threads, truth, model, reference, tmp_path, b
     }
 
 
-def test_ground_truth_skeletons_are_planned_on_the_workers(threads, model, reference, tmp_path):
-    result = embed_distributed(CONFIG, model, tmp_path / "s.zarr", client=threads, **SMALL)
+def test_ground_truth_skeletons_are_planned_on_the_workers(
+    thread_cluster, model, reference, tmp_path
+):
+    result = embed_distributed(CONFIG, model, tmp_path / "s.zarr", client=thread_cluster, **SMALL)
     assert_matches_ground_truth(tmp_path / "s.zarr", reference)
     assert result.embedded == result.nodes >= len(reference)
 
 
-def test_a_rerun_finds_every_partition_recorded(threads, truth, model, tmp_path):
+def test_a_rerun_finds_every_partition_recorded(thread_cluster, truth, model, tmp_path):
     args = (CONFIG, model, tmp_path / "s.zarr")
-    first = embed_distributed(*args, client=threads, skeletons=truth.skeletons, **SMALL)
-    again = embed_distributed(*args, client=threads, skeletons=truth.skeletons, **SMALL)
+    first = embed_distributed(*args, client=thread_cluster, skeletons=truth.skeletons, **SMALL)
+    again = embed_distributed(*args, client=thread_cluster, skeletons=truth.skeletons, **SMALL)
     assert (again.partitions_run, again.partitions_skipped) == (0, first.partitions)
     assert again.embedded == 0 and again.already_stored == first.embedded
 
 
-def test_the_model_is_built_once_per_worker(threads, truth, model, tmp_path, monkeypatch):
+def test_the_model_is_built_once_per_worker(thread_cluster, truth, model, tmp_path, monkeypatch):
     """Tasks carry points only: the workers place the plugin's model once each."""
     built = []
     placed = cluster.ModelPlugin._placed
@@ -223,7 +212,7 @@ def test_the_model_is_built_once_per_worker(threads, truth, model, tmp_path, mon
         CONFIG,
         model,
         tmp_path / "s.zarr",
-        client=threads,
+        client=thread_cluster,
         partition_views=16,
         skeletons=truth.skeletons,
         **SMALL,
@@ -235,7 +224,7 @@ def test_the_model_is_built_once_per_worker(threads, truth, model, tmp_path, mon
 
 
 def test_a_half_done_partition_is_completed_without_duplicates(
-    threads, truth, model, reference, tmp_path
+    thread_cluster, truth, model, reference, tmp_path
 ):
     """Rows a crashed worker committed (no marker): the rerun embeds only the others."""
     path = tmp_path / "s.zarr"
@@ -247,7 +236,7 @@ def test_a_half_done_partition_is_completed_without_duplicates(
         CONFIG,
         model,
         path,
-        client=threads,
+        client=thread_cluster,
         partition="segments",
         skeletons=truth.skeletons,
         **SMALL,
@@ -258,7 +247,9 @@ def test_a_half_done_partition_is_completed_without_duplicates(
     assert_same_rows(EmbeddingStore.open(path).read(), reference)
 
 
-def test_a_job_stopped_by_its_progress_callback_resumes(threads, truth, model, reference, tmp_path):
+def test_a_job_stopped_by_its_progress_callback_resumes(
+    thread_cluster, truth, model, reference, tmp_path
+):
     class Stop(Exception):
         pass
 
@@ -266,7 +257,11 @@ def test_a_job_stopped_by_its_progress_callback_resumes(threads, truth, model, r
         if len(recorded_partitions(tmp_path / "s.zarr")) >= 2:
             raise Stop
 
-    options = {"client": threads, "partition_views": 16, "skeletons": truth.skeletons} | SMALL
+    options = {
+        "client": thread_cluster,
+        "partition_views": 16,
+        "skeletons": truth.skeletons,
+    } | SMALL
     with pytest.raises(Stop):
         embed_distributed(
             CONFIG, model, tmp_path / "s.zarr", progress=stop_after_two_partitions, **options
@@ -276,7 +271,7 @@ def test_a_job_stopped_by_its_progress_callback_resumes(threads, truth, model, r
     assert_same_rows(EmbeddingStore.open(tmp_path / "s.zarr").read(), reference)
 
 
-def test_a_store_of_another_model_is_refused(threads, truth, model, tmp_path):
+def test_a_store_of_another_model_is_refused(thread_cluster, truth, model, tmp_path):
     path = tmp_path / "s.zarr"
     embed_segments(
         lazy_dataset(),
@@ -287,9 +282,11 @@ def test_a_store_of_another_model_is_refused(threads, truth, model, tmp_path):
         **SMALL,
     )
     with pytest.raises(StoreSignatureError):
-        embed_distributed(CONFIG, SegclrModel(get_preset("tiny")), path, client=threads, **SMALL)
+        embed_distributed(
+            CONFIG, SegclrModel(get_preset("tiny")), path, client=thread_cluster, **SMALL
+        )
     with pytest.raises(SegmentNotFoundError, match="ground-truth"):
-        embed_distributed(CONFIG, model, path, client=threads, segment_ids=[12345], **SMALL)
+        embed_distributed(CONFIG, model, path, client=thread_cluster, segment_ids=[12345], **SMALL)
 
 
 @pytest.mark.slow
@@ -337,7 +334,7 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 def test_a_killed_driver_is_resumed_without_redoing_recorded_work(
-    threads, model, reference, tmp_path
+    thread_cluster, model, reference, tmp_path
 ):
     checkpoint, path = tmp_path / "tiny.pt", tmp_path / "s.zarr"
     save_checkpoint(checkpoint, model, extra={})
@@ -361,7 +358,7 @@ def test_a_killed_driver_is_resumed_without_redoing_recorded_work(
         CONFIG,
         model,
         path,
-        client=threads,
+        client=thread_cluster,
         partition="chunks",
         chunk_nm=1024.0,
         partition_views=8,
@@ -374,7 +371,7 @@ def test_a_killed_driver_is_resumed_without_redoing_recorded_work(
 
 
 def test_volumes_given_by_path_are_opened_on_the_workers(
-    threads, truth, model, reference, tmp_path
+    thread_cluster, truth, model, reference, tmp_path
 ):
     em, seg = tmp_path / "em.tif", tmp_path / "seg.tif"
     tifffile.imwrite(em, np.asarray(truth.dataset.em.array))
@@ -382,7 +379,7 @@ def test_volumes_given_by_path_are_opened_on_the_workers(
     spec = DatasetSpec(em, str(seg), em_voxel_size=128, seg_voxel_size=(128, 128, 128))
     assert spec.em == str(em) and spec.em_voxel_size == (128.0, 128.0, 128.0)
     embed_distributed(
-        spec, model, tmp_path / "s.zarr", client=threads, skeletons=truth.skeletons, **SMALL
+        spec, model, tmp_path / "s.zarr", client=thread_cluster, skeletons=truth.skeletons, **SMALL
     )
     assert_same_rows(EmbeddingStore.open(tmp_path / "s.zarr").read(), reference)
     with pytest.raises(ValueError, match=r"DatasetSpec\.em must be a path"):

@@ -9,7 +9,6 @@ import pytest
 import tifffile
 import torch
 import zarr
-from distributed import Client, LocalCluster
 
 from napari_segclr.cluster import recorded_partitions
 from napari_segclr.exceptions import OutputExistsError, ShapeMismatchError
@@ -24,26 +23,17 @@ from .conftest import VOXEL_NM
 BLOCK = (8, 12, 12)  # 3 × 3 × 3 blocks of the (20, 28, 28) cells, thinner than a tile at the end
 
 
-@pytest.fixture(scope="module")
-def client():
-    threads = torch.get_num_threads()  # workers in this process set torch to one thread
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as active,
-    ):
-        yield active
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
-def run(client, tmp_path, cell_image):
+def run(thread_cluster, tmp_path, cell_image):
     """``run(model, out, **options)``: the job on the test cluster, for the cells' EM file."""
     em = tmp_path / "em.tif"
     tifffile.imwrite(em, cell_image)
     return partial(
-        predict_affinities_distributed, em, client=client, em_voxel_size=VOXEL_NM, block=BLOCK
+        predict_affinities_distributed,
+        em,
+        client=thread_cluster,
+        em_voxel_size=VOXEL_NM,
+        block=BLOCK,
     )
 
 
