@@ -50,14 +50,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--views-per-class",
         type=positive_int,
         metavar="N",
-        help="subcompartment views per class in each half (default 64; --quick: 12)",
+        help="subcompartment views per class in each half (default 200; --quick: 12)",
     )
     p.add_argument(
         "--cnn-passes",
         type=positive_int,
         metavar="N",
-        help="most view passes of each training of the supervised CNN baseline (default 512; "
-        "--quick: 64); raise it on a GPU for a fairer baseline",
+        help="most view passes of each training of the supervised CNN baseline (default 16384; "
+        "--quick: 64)",
     )
     p.add_argument(
         "--quick",

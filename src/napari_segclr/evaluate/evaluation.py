@@ -61,8 +61,10 @@ from .metrics import classification_scores, label_multiple, learning_curve, ood_
 from .report import check_output_dir, write_report
 from .synthetic import (
     CELL_TYPE_NAMES,
+    EVALUATION_EXTENT_UM,
     GLIA_TYPES,
     KEPT_KINDS,
+    NODES_PER_TYPE,
     SUBCOMPARTMENTS,
     EvaluationVolume,
     LabelledSegments,
@@ -97,7 +99,9 @@ class EvaluationConfig:
         Subcompartment views per class in each split, shared out over its seeds.
     volume_um
         Size (z, y, x) of each seed's rendered volume in µm; more than a view's
-        field of view along each axis.
+        field of view along each axis. The default lets segments run for tens
+        of µm, so that aggregation radii up to 25 µm have cell to average over,
+        and keeps most node views clear of the faces.
     voxel_size_nm
         Voxel size of the rendered volumes; None: half the views' voxel size, but
         at least 32 nm (what the shipped model was trained on).
@@ -107,6 +111,9 @@ class EvaluationConfig:
         of the labelled views per point.
     cnn_labels_per_class, cnn_draws, cnn
         The same for the supervised CNN, the costly baseline, and its budget.
+        The default budget (20 epochs, 2,048 to 16,384 view passes) trains it
+        near its plateau on every label: on 800 labelled lite views it scores
+        0.827, 0.839 and 0.847 macro F1 after 2,048, 8,192 and 16,384 passes.
     node_spacing_nm, nodes_per_type
         Cell types: skeleton nodes (one view each) every this many nm, and at
         most this many nodes per cell type and seed.
@@ -124,18 +131,18 @@ class EvaluationConfig:
 
     train_seeds: tuple[int, ...] = (1000, 1001)
     test_seeds: tuple[int, ...] = (1002, 1003)
-    views_per_class: int = 64
-    volume_um: tuple[float, float, float] = (8.5, 12.8, 12.8)
+    views_per_class: int = 200
+    volume_um: tuple[float, float, float] = EVALUATION_EXTENT_UM
     voxel_size_nm: float | None = None
-    labels_per_class: tuple[int, ...] = (2, 4, 8, 16, 32)
+    labels_per_class: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     draws: int = 5
     cnn_labels_per_class: tuple[int, ...] = (2, 8, 32)
     cnn_draws: int = 1
     cnn: SupervisedSettings = field(
-        default_factory=lambda: SupervisedSettings(epochs=20, min_passes=256, max_passes=512)
+        default_factory=lambda: SupervisedSettings(epochs=20, min_passes=2048, max_passes=16384)
     )
     node_spacing_nm: float = 1000.0
-    nodes_per_type: int = 100
+    nodes_per_type: int = NODES_PER_TYPE
     radii_um: tuple[float, ...] = (0.0, 5.0, 10.0, 25.0)
     ood_radius_um: float = 10.0
     umap_neighbors: int = 15

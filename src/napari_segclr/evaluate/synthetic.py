@@ -48,6 +48,10 @@ CELL_TYPE_NAMES: tuple[str, ...] = tuple(CELL_TYPES)
 GLIA_TYPES: tuple[str, ...] = tuple(n for n, t in CELL_TYPES.items() if t.cell_class == "glia")
 #: Half-width (nm) of the virtual region searched for a neuron soma to show.
 SOMA_SEARCH_NM = 24_000.0
+#: Default size (z, y, x) in µm of an evaluation volume: segments run for tens of µm in it.
+EVALUATION_EXTENT_UM: tuple[float, float, float] = (12.8, 25.6, 25.6)
+#: Default most skeleton nodes per cell type and seed.
+NODES_PER_TYPE = 300
 
 Progress = Callable[[int, int], None]
 
@@ -265,10 +269,10 @@ def evaluation_volume(
     spec: ViewSpec,
     *,
     views_per_class: int,
-    extent_um: Sequence[float] = (8.5, 12.8, 12.8),
+    extent_um: Sequence[float] = EVALUATION_EXTENT_UM,
     voxel_size_nm: float = 32.0,
     spacing_nm: float = 1000.0,
-    nodes_per_type: int = 100,
+    nodes_per_type: int = NODES_PER_TYPE,
     rng: np.random.Generator | int = 0,
     progress: Progress | None = None,
     held_out: bool = True,
