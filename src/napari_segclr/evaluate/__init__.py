@@ -50,6 +50,7 @@ from .synthetic import (
     check_evaluation_seeds,
     evaluation_volume,
     labelled_segments,
+    labelled_views,
     sample_points,
     window_config,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "fit_synthetic_heads",
     "label_multiple",
     "labelled_segments",
+    "labelled_views",
     "learning_curve",
     "macro_f1",
     "ood_auroc",

@@ -49,7 +49,7 @@ from ..model import SegclrModel, model_signature
 from ..model.presets import PRESETS, ModelConfig
 from ..session import CELL_TYPE, COMPARTMENT
 from ..store import EmbeddingTable
-from ..views import ViewLoader, ViewPoints, ViewSpec
+from ..views import ViewLoader, ViewPoints
 from .baselines import (
     VIEW_FEATURES,
     SupervisedSettings,
@@ -63,7 +63,6 @@ from .synthetic import (
     CELL_TYPE_NAMES,
     EVALUATION_EXTENT_UM,
     GLIA_TYPES,
-    KEPT_KINDS,
     NODES_PER_TYPE,
     SUBCOMPARTMENTS,
     EvaluationVolume,
@@ -71,8 +70,7 @@ from .synthetic import (
     LabelledViews,
     check_evaluation_seeds,
     evaluation_volume,
-    model_inputs,
-    quantise_views,
+    labelled_views,
 )
 
 REPORT_FORMAT = "napari-segclr/evaluation"
@@ -454,26 +452,19 @@ def _embed_views(
 
     The model embeds the kept (quantised) views, so every method sees the same inputs.
     """
-    spec = ViewSpec(model.config.view_shape, model.config.voxel_size_nm, KEPT_KINDS)
-    n = len(volume.view_points)
-    em = np.empty((n, *spec.shape), np.uint8)
-    mask = np.empty((n, *spec.shape), bool)
-    embeddings = np.empty((n, model.config.embedding_dim), np.float32)
-    loader = ViewLoader(
-        volume.dataset,
-        volume.view_points,
-        spec,
+    views = labelled_views(
+        volume,
+        model.config.view_shape,
+        model.config.voxel_size_nm,
         batch_size=config.batch_size,
         workers=config.workers,
-        progress=_phase(progress, f"seed {volume.seed}: embed views"),
+        progress=_phase(progress, f"seed {volume.seed}: cut views"),
     )
-    for views, points in loader:
-        rows = points.node_ids  # the view's index
-        em[rows], mask[rows] = quantise_views(views)
-        inputs = model_inputs(em[rows], mask[rows], model.config.input_kinds)
-        embeddings[rows] = _embed_batch(model, inputs, device)
-    seeds = np.full(n, volume.seed)
-    return LabelledViews(em, mask, volume.view_labels, seeds, spec.voxel_size_nm), embeddings
+    embeddings = np.empty((len(views), model.config.embedding_dim), np.float32)
+    for start in range(0, len(views), config.batch_size):
+        rows = slice(start, start + config.batch_size)
+        embeddings[rows] = _embed_batch(model, views.inputs(rows, model.config.input_kinds), device)
+    return views, embeddings
 
 
 def _embed_nodes(

@@ -32,7 +32,7 @@ from ..skeleton import Skeleton, resample
 from ..synthetic import Compartment, Crop, Neuropil, NeuropilConfig, render_dataset
 from ..synthetic.cell_types import CELL_TYPES
 from ..train import skeletons_from_nodes
-from ..views import ViewPoints, ViewSpec, as_view_spec
+from ..views import ViewLoader, ViewPoints, ViewSpec, as_view_spec
 
 #: Seeds from here on are never trained on (``examples/train_shipped_model.py`` refuses them).
 FIRST_EVALUATION_SEED = 1000
@@ -406,3 +406,31 @@ class LabelledViews:
     def inputs(self, index: np.ndarray | slice, input_kinds: Sequence[str]) -> np.ndarray:
         """Model inputs (B, C, Z, Y, X) of the views at ``index`` (see :func:`model_inputs`)."""
         return model_inputs(self.em[index], self.mask[index], input_kinds)
+
+
+def labelled_views(
+    volume: EvaluationVolume,
+    shape: Sequence[int],
+    voxel_size_nm: float | Sequence[float],
+    *,
+    batch_size: int = 32,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> LabelledViews:
+    """The subcompartment views of ``volume`` of a given shape and voxel size, kept in memory."""
+    spec = ViewSpec(tuple(shape), voxel_size_nm, KEPT_KINDS)
+    n = len(volume.view_points)
+    em = np.empty((n, *spec.shape), np.uint8)
+    mask = np.empty((n, *spec.shape), bool)
+    loader = ViewLoader(
+        volume.dataset,
+        volume.view_points,
+        spec,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+    )
+    for views, points in loader:
+        em[points.node_ids], mask[points.node_ids] = quantise_views(views)  # node id = view index
+    seeds = np.full(n, volume.seed)
+    return LabelledViews(em, mask, volume.view_labels, seeds, spec.voxel_size_nm)
