@@ -8,7 +8,7 @@ Prints one JSON document. Run from the repository root:
 For every seed (1000 and above: the shipped model trained on seeds below 1000)
 a window of synthetic neuropil is rendered into memory, placed so that the
 neuron soma nearest the origin reaches into it. By default the windows are
-those ``napari-segclr evaluate`` renders: 8.5 × 12.8 × 12.8 µm, at half the
+those ``napari-segclr evaluate`` renders: 12.8 × 25.6 × 25.6 µm, at half the
 views' voxel size but at least 32 nm (64 nm for ``lite``, the resolution its
 training volumes had). View centres are ground-truth voxels of four classes:
 soma, dendrite (apical included), axon and glia. Each synthetic soma is a
@@ -189,7 +189,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         nargs=3,
         default=EvaluationConfig.volume_um,
-        help="window size (z, y, x) in µm (default: the evaluation's, 8.5 12.8 12.8)",
+        help="window size (z, y, x) in µm (default: the evaluation's, 12.8 25.6 25.6)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="views per batch (default 32)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

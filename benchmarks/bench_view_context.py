@@ -1,0 +1,191 @@
+"""How much one view tells, by its shape and voxel size: a ceiling for any encoder.
+
+Prints one JSON document. Run from the repository root:
+
+    python benchmarks/bench_view_context.py                  # 33³/128, 49³/128, 65³/64, 33³/192 nm
+    python benchmarks/bench_view_context.py --views 33/128 41/160 --cnn-passes 8192
+
+For every seed the evaluation's volume is rendered (``evaluation_volume``,
+seeds >= 1000) and soma / dendrite / axon / glia view centres are drawn once,
+half the widest field of view from every face, so that every view kind is cut
+around the same centres. Each kind ("SHAPE/VOXEL_NM": cubic views) is scored
+by two methods that need no pre-training, fitted on the views of the training
+seeds and scored on those of the test seeds:
+
+* hand-crafted shape and intensity features with a random forest
+  (``view_features`` + ``fit_forest``, the evaluation's baseline);
+* the ``lite`` network at that view shape and voxel size, trained supervised
+  from random weights (``train_supervised_cnn``) for ``--cnn-passes`` views.
+
+Where these rise with a wider or finer view, single views of the shipped
+kind are ambiguous for lack of context or resolution, not for lack of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+from _common import report_header
+
+from napari_segclr.evaluate import (
+    FIRST_EVALUATION_SEED,
+    SUBCOMPARTMENTS,
+    EvaluationConfig,
+    LabelledViews,
+    SupervisedSettings,
+    classification_scores,
+    evaluation_volume,
+    fit_forest,
+    labelled_views,
+    train_supervised_cnn,
+    view_features,
+)
+from napari_segclr.model import get_preset
+from napari_segclr.views import ViewSpec
+
+DEFAULT_VIEWS = ("33/128", "49/128", "65/64", "33/192")
+
+
+def view_kind(text: str) -> tuple[int, float]:
+    """``"SHAPE/VOXEL_NM"`` (e.g. ``"33/128"``) as (shape, voxel size)."""
+    try:
+        shape, voxel = text.split("/")
+        kind = int(shape), float(voxel)
+    except ValueError:
+        message = f"expected SHAPE/VOXEL_NM such as 33/128, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if kind[0] < 3 or kind[0] % 2 == 0 or not 8 <= kind[1] <= 1000:
+        raise argparse.ArgumentTypeError(f"odd shape >= 3 and voxel 8–1000 nm, got {text!r}")
+    return kind
+
+
+def cut_split(
+    seeds: Sequence[int], kinds: Sequence[tuple[int, float]], args: argparse.Namespace
+) -> list[LabelledViews]:
+    """The views of every kind (in the order of ``kinds``) around the same centres."""
+    widest = max(kinds, key=lambda k: k[0] * k[1])
+    shares = np.full(len(seeds), args.per_class // len(seeds))
+    shares[: args.per_class % len(seeds)] += 1
+    parts: list[list[LabelledViews]] = [[] for _ in kinds]
+    for seed, share in zip(seeds, shares, strict=True):
+        volume = evaluation_volume(
+            seed,
+            ViewSpec((widest[0],) * 3, widest[1]),
+            views_per_class=int(share),
+            extent_um=args.extent_um,
+            voxel_size_nm=args.voxel_size,
+            nodes_per_type=0,  # views only
+            rng=args.seed + seed,
+        )
+        for part, (shape, voxel) in zip(parts, kinds, strict=True):
+            part.append(labelled_views(volume, (shape,) * 3, voxel))
+    return [LabelledViews.concat(p) for p in parts]
+
+
+def score_kind(
+    train: LabelledViews, test: LabelledViews, shape: int, voxel: float, args: argparse.Namespace
+) -> dict:
+    """Features + random forest and the supervised CNN on one view kind."""
+    classes = list(SUBCOMPARTMENTS)
+    started = time.perf_counter()
+    forest = fit_forest(view_features(train), train.labels, seed=args.seed)
+    found: dict = {
+        "field_of_view_um": round(shape * voxel / 1000, 2),
+        "voxels": shape**3,
+        "features_rf": classification_scores(
+            test.labels, forest.predict(view_features(test)), classes=classes
+        ),
+    }
+    config = replace(get_preset("lite"), view_shape=(shape,) * 3, voxel_size_nm=(voxel,) * 3)
+    budget = SupervisedSettings(min_passes=args.cnn_passes, max_passes=args.cnn_passes)
+    network = train_supervised_cnn(
+        train, config, classes=classes, settings=budget, seed=args.seed, device="cpu"
+    )
+    found["supervised_cnn"] = classification_scores(
+        test.labels, network.predict(test, device="cpu"), classes=classes
+    )
+    found["seconds"] = round(time.perf_counter() - started, 1)
+    return found
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--views",
+        type=view_kind,
+        nargs="+",
+        default=[view_kind(v) for v in DEFAULT_VIEWS],
+        metavar="SHAPE/VOXEL_NM",
+        help=f"cubic view kinds to compare (default {' '.join(DEFAULT_VIEWS)})",
+    )
+    p.add_argument("--seeds-train", type=int, nargs="+", default=[1000, 1001])
+    p.add_argument("--seeds-test", type=int, nargs="+", default=[1002, 1003])
+    p.add_argument(
+        "--per-class", type=int, default=200, help="views per class in each split (default 200)"
+    )
+    p.add_argument(
+        "--cnn-passes", type=int, default=4096, help="view passes of each CNN (default 4096)"
+    )
+    p.add_argument(
+        "--voxel-size", type=float, default=64.0, help="nm of the rendered volumes (default 64)"
+    )
+    p.add_argument(
+        "--extent-um",
+        type=float,
+        nargs=3,
+        default=EvaluationConfig.volume_um,
+        help="volume size (z, y, x) in µm (default: the evaluation's, 12.8 25.6 25.6)",
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the draws and the fits")
+    args = p.parse_args(argv)
+    seeds = args.seeds_train + args.seeds_test
+    if min(seeds) < FIRST_EVALUATION_SEED:
+        p.error(f"seeds below {FIRST_EVALUATION_SEED} may have been trained on")
+    if set(args.seeds_train) & set(args.seeds_test):
+        p.error("a seed is in both --seeds-train and --seeds-test")
+    if args.per_class < max(len(args.seeds_train), len(args.seeds_test)):
+        p.error("--per-class must be at least the number of seeds of each split")
+    if args.cnn_passes < 1:
+        p.error("--cnn-passes must be positive")
+    widest = max(shape * voxel for shape, voxel in args.views) / 1000
+    if min(args.extent_um) <= widest:
+        p.error(f"--extent-um must exceed the widest field of view, {widest:.2f} µm")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark, print its JSON report and return it."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    report: dict = {
+        **report_header("single-view F1 by view shape and voxel size", threads=args.threads),
+        "volumes": {
+            "voxel_size_nm": args.voxel_size,
+            "extent_um": list(args.extent_um),
+            "train_seeds": args.seeds_train,
+            "test_seeds": args.seeds_test,
+            "views_per_class": args.per_class,
+        },
+        "cnn_passes": args.cnn_passes,
+    }
+    train = cut_split(args.seeds_train, args.views, args)
+    test = cut_split(args.seeds_test, args.views, args)
+    report["kinds"] = {
+        f"{shape}/{voxel:g}": score_kind(tr, te, shape, voxel, args)
+        for (shape, voxel), tr, te in zip(args.views, train, test, strict=True)
+    }
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
