@@ -39,13 +39,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from _common import report_header
+from _common import add_held_out_options, check_held_out, report_header
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from napari_segclr.evaluate import (
-    FIRST_EVALUATION_SEED,
     SUBCOMPARTMENTS,
     EvaluationConfig,
     classification_scores,
@@ -174,34 +173,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=list(PRESETS),
         help="encoder preset; must be the checkpoint's (default: the checkpoint's, else lite)",
     )
-    p.add_argument("--seeds-train", type=int, nargs="+", default=[1000, 1001, 1002, 1003])
-    p.add_argument("--seeds-test", type=int, nargs="+", default=[1004, 1005, 1006, 1007])
-    p.add_argument(
-        "--per-class", type=int, default=200, help="views per class in each split (default 200)"
-    )
+    add_held_out_options(p, train=[1000, 1001, 1002, 1003], test=[1004, 1005, 1006, 1007])
     p.add_argument(
         "--voxel-size",
         type=float,
         help="nm of the rendered volumes (default: half the views' voxel size, at least 32)",
     )
-    p.add_argument(
-        "--extent-um",
-        type=float,
-        nargs=3,
-        default=EvaluationConfig.volume_um,
-        help="window size (z, y, x) in µm (default: the evaluation's, 12.8 25.6 25.6)",
-    )
     p.add_argument("--batch-size", type=int, default=32, help="views per batch (default 32)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the sampling and the baseline")
     args = p.parse_args(argv)
-    seeds = args.seeds_train + args.seeds_test
-    if min(seeds) < FIRST_EVALUATION_SEED:
-        p.error(f"seeds below {FIRST_EVALUATION_SEED} may have been trained on")
-    if set(args.seeds_train) & set(args.seeds_test):
-        p.error("a seed is in both --seeds-train and --seeds-test")
-    if args.per_class < len(args.seeds_train) or args.per_class < len(args.seeds_test):
-        p.error("--per-class must be at least the number of seeds of each split")
+    check_held_out(p, args)
     return args
 
 

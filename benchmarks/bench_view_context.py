@@ -31,12 +31,10 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from _common import report_header
+from _common import add_held_out_options, check_held_out, report_header
 
 from napari_segclr.evaluate import (
-    FIRST_EVALUATION_SEED,
     SUBCOMPARTMENTS,
-    EvaluationConfig,
     LabelledViews,
     SupervisedSettings,
     classification_scores,
@@ -124,34 +122,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SHAPE/VOXEL_NM",
         help=f"cubic view kinds to compare (default {' '.join(DEFAULT_VIEWS)})",
     )
-    p.add_argument("--seeds-train", type=int, nargs="+", default=[1000, 1001])
-    p.add_argument("--seeds-test", type=int, nargs="+", default=[1002, 1003])
-    p.add_argument(
-        "--per-class", type=int, default=200, help="views per class in each split (default 200)"
-    )
+    add_held_out_options(p, train=[1000, 1001], test=[1002, 1003])
     p.add_argument(
         "--cnn-passes", type=int, default=4096, help="view passes of each CNN (default 4096)"
     )
     p.add_argument(
         "--voxel-size", type=float, default=64.0, help="nm of the rendered volumes (default 64)"
     )
-    p.add_argument(
-        "--extent-um",
-        type=float,
-        nargs=3,
-        default=EvaluationConfig.volume_um,
-        help="volume size (z, y, x) in µm (default: the evaluation's, 12.8 25.6 25.6)",
-    )
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the draws and the fits")
     args = p.parse_args(argv)
-    seeds = args.seeds_train + args.seeds_test
-    if min(seeds) < FIRST_EVALUATION_SEED:
-        p.error(f"seeds below {FIRST_EVALUATION_SEED} may have been trained on")
-    if set(args.seeds_train) & set(args.seeds_test):
-        p.error("a seed is in both --seeds-train and --seeds-test")
-    if args.per_class < max(len(args.seeds_train), len(args.seeds_test)):
-        p.error("--per-class must be at least the number of seeds of each split")
+    check_held_out(p, args)
     if args.cnn_passes < 1:
         p.error("--cnn-passes must be positive")
     widest = max(shape * voxel for shape, voxel in args.views) / 1000
