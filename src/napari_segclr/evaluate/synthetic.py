@@ -270,7 +270,7 @@ def evaluation_volume(
     *,
     views_per_class: int,
     extent_um: Sequence[float] = EVALUATION_EXTENT_UM,
-    voxel_size_nm: float = 32.0,
+    voxel_size_nm: float = 64.0,
     spacing_nm: float = 1000.0,
     nodes_per_type: int = NODES_PER_TYPE,
     rng: np.random.Generator | int = 0,
@@ -291,7 +291,7 @@ def evaluation_volume(
     extent_um
         Size of the volume (z, y, x) in µm; more than a field of view along each axis.
     voxel_size_nm
-        Voxel size of the rendered volume.
+        Voxel size of the rendered volume (64 nm: 3.2 × 10⁷ voxels at the default extent).
     spacing_nm, nodes_per_type
         See :func:`labelled_segments`.
     rng
