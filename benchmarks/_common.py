@@ -44,7 +44,7 @@ def add_held_out_options(p: argparse.ArgumentParser, *, train: list[int], test: 
         help="volume size (z, y, x) in µm (default: the evaluation's, 12.8 25.6 25.6)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the draws and the fits")
+    p.add_argument("--seed", type=int, default=0, help="seeds the draws, initialisations and fits")
 
 
 def check_held_out(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
