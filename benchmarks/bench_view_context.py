@@ -4,6 +4,8 @@ Prints one JSON document. Run from the repository root:
 
     python benchmarks/bench_view_context.py                  # 33³/128, 49³/128, 65³/64, 33³/192 nm
     python benchmarks/bench_view_context.py --views 33/128 41/160 --cnn-passes 8192
+    python benchmarks/bench_view_context.py --views 33/128 --cnn-seeds 2 \
+        --cnn-inputs masked_em masked_em+mask em+mask
 
 For every seed the evaluation's volume is rendered (``evaluation_volume``,
 seeds >= 1000) and soma / dendrite / axon / glia view centres are drawn once,
@@ -15,7 +17,9 @@ seeds and scored on those of the test seeds:
 * hand-crafted shape and intensity features with a random forest
   (``view_features`` + ``fit_forest``, the evaluation's baseline);
 * the ``lite`` network at that view shape and voxel size, trained supervised
-  from random weights (``train_supervised_cnn``) for ``--cnn-passes`` views.
+  from random weights (``train_supervised_cnn``) for ``--cnn-passes`` views,
+  once per input (``--cnn-inputs``, e.g. ``masked_em+mask``) and seed
+  (``--cnn-seeds``): one training differs from another by a few points.
 
 Where these rise with a wider or finer view, single views of the shipped
 kind are ambiguous for lack of context or resolution, not for lack of training.
@@ -45,7 +49,7 @@ from napari_segclr.evaluate import (
     view_features,
 )
 from napari_segclr.model import get_preset
-from napari_segclr.views import ViewSpec
+from napari_segclr.views import INPUT_KINDS, ViewSpec
 
 DEFAULT_VIEWS = ("33/128", "49/128", "65/64", "33/192")
 
@@ -61,6 +65,16 @@ def view_kind(text: str) -> tuple[int, float]:
     if kind[0] < 3 or kind[0] % 2 == 0 or not 8 <= kind[1] <= 1000:
         raise argparse.ArgumentTypeError(f"odd shape >= 3 and voxel 8–1000 nm, got {text!r}")
     return kind
+
+
+def input_kinds(text: str) -> str:
+    """``"KIND+KIND"`` of :data:`INPUT_KINDS`, checked."""
+    kinds = text.split("+")
+    if not all(k in INPUT_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise argparse.ArgumentTypeError(
+            f"expected channels of {', '.join(INPUT_KINDS)} joined by +, got {text!r}"
+        )
+    return text
 
 
 def cut_split(
@@ -100,14 +114,21 @@ def score_kind(
             test.labels, forest.predict(view_features(test)), classes=classes
         ),
     }
-    config = replace(get_preset("lite"), view_shape=(shape,) * 3, voxel_size_nm=(voxel,) * 3)
+    lite = replace(get_preset("lite"), view_shape=(shape,) * 3, voxel_size_nm=(voxel,) * 3)
     budget = SupervisedSettings(min_passes=args.cnn_passes, max_passes=args.cnn_passes)
-    network = train_supervised_cnn(
-        train, config, classes=classes, settings=budget, seed=args.seed, device="cpu"
-    )
-    found["supervised_cnn"] = classification_scores(
-        test.labels, network.predict(test, device="cpu"), classes=classes
-    )
+    found["supervised_cnn"] = {}
+    for inputs in args.cnn_inputs:
+        runs = []
+        for seed in range(args.seed, args.seed + args.cnn_seeds):
+            config = replace(lite, input_kinds=tuple(inputs.split("+")))
+            network = train_supervised_cnn(
+                train, config, classes=classes, settings=budget, seed=seed, device="cpu"
+            )
+            predicted = network.predict(test, device="cpu")
+            runs.append(
+                {"seed": seed, **classification_scores(test.labels, predicted, classes=classes)}
+            )
+        found["supervised_cnn"][inputs] = runs
     found["seconds"] = round(time.perf_counter() - started, 1)
     return found
 
@@ -127,12 +148,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--cnn-passes", type=int, default=4096, help="view passes of each CNN (default 4096)"
     )
     p.add_argument(
+        "--cnn-inputs",
+        type=input_kinds,
+        nargs="+",
+        default=["masked_em"],
+        metavar="KIND[+KIND]",
+        help="the CNN's input channels, one network each: masked_em, em, mask joined by + "
+        "(default masked_em, the shipped model's)",
+    )
+    p.add_argument(
+        "--cnn-seeds", type=int, default=1, help="CNNs per input, seeds from --seed (default 1)"
+    )
+    p.add_argument(
         "--voxel-size", type=float, default=64.0, help="nm of the rendered volumes (default 64)"
     )
     args = p.parse_args(argv)
     check_held_out(p, args)
-    if args.cnn_passes < 1:
-        p.error("--cnn-passes must be positive")
+    if args.cnn_passes < 1 or args.cnn_seeds < 1:
+        p.error("--cnn-passes and --cnn-seeds must be positive")
     widest = max(shape * voxel for shape, voxel in args.views) / 1000
     if min(args.extent_um) <= widest:
         p.error(f"--extent-um must exceed the widest field of view, {widest:.2f} µm")
