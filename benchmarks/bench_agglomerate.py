@@ -13,7 +13,7 @@ without links in a membrane of ``--membrane`` voxels each side of a boundary
 (the labels are dense; a network sees membranes a few voxels wide), blurred
 by a Gaussian of ``--blur`` voxels (networks do not draw sharp
 boundaries) and given Gaussian noise of each ``--noise`` standard deviation
-(clipped to [0, 1]). Each is segmented by ``agglomerate_sweep`` for every
+(clipped to [0, 1]). Each is segmented as ``agglomerate_sweep`` does it for every
 seed / link threshold pair. Per pair the report gives the fragments, the
 seconds of the sweep (fragments, graph and every merge, one core), and the
 adapted Rand error and VOI at the merge threshold (of ``--thresholds``) with
@@ -38,7 +38,7 @@ from _common import report_header
 from scipy.ndimage import binary_dilation, gaussian_filter
 
 from napari_segclr.mae import labels_to_affinities
-from napari_segclr.segment import agglomerate_sweep, watershed_fragments
+from napari_segclr.segment import fragment_graph, merge_fragments, watershed_fragments
 from napari_segclr.segment.metrics import adapted_rand_error, variation_of_information
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fib25"
@@ -92,24 +92,29 @@ def score(truth: np.ndarray, segmentation: np.ndarray) -> dict[str, float]:
 def segment_and_score(
     affinities: np.ndarray, truth: np.ndarray, seed: float, link: float, thresholds: Sequence[float]
 ) -> dict:
-    """Fragments, seconds and the best-threshold scores of one seed / link pair."""
-    fragments = watershed_fragments(affinities, seed_threshold=seed, link_threshold=link)
-    n_fragments = int(fragments.max())
+    """Fragments, seconds and the best-threshold scores of one seed / link pair.
+
+    The fragments and their graph are built once, as ``agglomerate_sweep`` does;
+    only the best segmentation is kept.
+    """
     started = time.perf_counter()
-    segmentations = agglomerate_sweep(
-        affinities, thresholds, seed_threshold=seed, link_threshold=link
-    )
+    fragments = watershed_fragments(affinities, seed_threshold=seed, link_threshold=link)
+    graph = fragment_graph(fragments, affinities)
+    errors, best = {}, None
+    for threshold in thresholds:
+        segmentation = merge_fragments(*graph, threshold=threshold)[fragments]
+        errors[threshold] = adapted_rand_error(truth, segmentation)
+        if best is None or errors[threshold] < errors[best[0]]:
+            best = threshold, segmentation
     seconds = time.perf_counter() - started
-    errors = {t: adapted_rand_error(truth, s) for t, s in segmentations.items()}
-    best = min(errors, key=errors.__getitem__)
     return {
         "seed_threshold": seed,
         "link_threshold": link,
-        "fragments": n_fragments,
+        "fragments": graph[0],
         "seconds": round(seconds, 1),
-        "threshold": best,
+        "threshold": best[0],
         "are_by_threshold": {f"{t:g}": round(e, 4) for t, e in errors.items()},
-        **score(truth, segmentations[best]),
+        **score(truth, best[1]),
     }
 
 

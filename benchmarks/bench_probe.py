@@ -156,10 +156,8 @@ def split_embeddings(
         )
         for name, embeddings in zip(models, embedded, strict=True):
             parts[name].append(embeddings)
-        labels.append([classes.index(name) for name in volume.view_labels])
-    return {name: np.concatenate(p) for name, p in parts.items()}, np.concatenate(labels).astype(
-        int
-    )
+        labels.extend(classes.index(name) for name in volume.view_labels)
+    return {name: np.concatenate(p) for name, p in parts.items()}, np.array(labels, int)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
