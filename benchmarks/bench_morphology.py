@@ -1,7 +1,7 @@
 """Cell types of real reconstructions: SegCLR embeddings of mask views against morphometrics.
 
 For each data set of ``shared/data/morphology`` a mask-only encoder (preset
-``--preset``, "morphology" by default: 33³ views of 256 nm) is trained
+``--preset``, "morphology" by default: 33³ views of 4 µm voxels) is trained
 contrastively on all its cells for ``--minutes`` (or ``--steps``), without
 labels. Then, for each task, stratified ``--cv``-fold cross-validation over
 the cells: a linear head on the embeddings of ``--sites`` random sites per
@@ -42,11 +42,12 @@ from napari_segclr.evaluate.morphology import (
     RenderConfig,
     evaluate_morphology,
     train_morphology_encoder,
+    untrained_morphology_encoder,
 )
 from napari_segclr.evaluate.morphology_cells import read_table
 from napari_segclr.evaluate.morphology_report import format_summary, write_report
 from napari_segclr.evaluate.morphology_views import MORPHOLOGY_PRESETS, morphology_preset
-from napari_segclr.model import SegclrModel, load_checkpoint
+from napari_segclr.model import load_checkpoint
 from napari_segclr.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--encoders", type=Path, help="keep (and reuse) encoders in this folder")
     p.add_argument("--cv", type=int, default=5, help="cross-validation folds")
-    p.add_argument("--radius-um", type=float, nargs="+", default=[0.0, 25.0, 50.0])
+    p.add_argument("--radius-um", type=float, nargs="+", default=[0.0, 50.0, 100.0, 200.0])
     p.add_argument("--sites", type=int, default=16, help="sites per cell")
     p.add_argument("--spacing-um", type=float, default=10.0, help="node spacing along the cable")
     p.add_argument("--max-per-class", type=int, default=40, help="at most this many per class")
@@ -107,9 +108,11 @@ def encoder_for(task: str, args: argparse.Namespace, folder: Path) -> tuple[obje
     name = task.split(":")[0]
     config = morphology_preset(args.preset)
     if args.steps == 0:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed)
-            return SegclrModel(config).eval(), {"steps": 0, "trained_on": None}
+        path = folder / f"{name}_{args.preset}_untrained.pt"
+        model = untrained_morphology_encoder(
+            task_table(task, args), path, config, render=RENDER[name], seed=args.seed
+        )
+        return model, {"steps": 0, "trained_on": None}
     path = folder / f"{name}_{args.preset}.pt"
     info: dict = {"checkpoint": str(path) if args.encoders else None, "trained_on": task}
     if not path.exists():

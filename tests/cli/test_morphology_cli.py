@@ -7,9 +7,12 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 import napari_segclr.cli as cli
 from napari_segclr.cli import morphology
+from napari_segclr.evaluate.morphology import RenderConfig
+from napari_segclr.model import load_checkpoint
 
 SCALA = "morphology/scala2019_l4/metadata.csv"
 FEW = ["--where", "cell_type=BPC,HBC", "--max-per-class", "4", "--fixed-radius-nm", "250"]
@@ -60,6 +63,27 @@ def test_training_writes_a_checkpoint_and_keeps_it(encoder, shared_data, capsys)
     assert cli.main([*args, "--steps", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--resume" in err
+
+
+def test_zero_steps_write_a_seeded_untrained_encoder(shared_data, tmp_path, capsys):
+    args = ["train-morphology", "--cells", str(shared_data / SCALA), "--preset", "tiny"]
+    args += ["--where", "cell_type=HBC", "--fixed-radius-nm", "250", "--steps", "0"]
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    assert cli.main([*args, "--out", str(first)]) == 0
+    assert "untrained" in capsys.readouterr().out
+    assert cli.main([*args, "--out", str(second)]) == 0
+    (model_a, extra), (model_b, _) = load_checkpoint(first), load_checkpoint(second)
+    assert extra["step"] == 0 and RenderConfig.from_checkpoint(extra).fixed_radius_nm == 250.0
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert cli.main([*args, "--out", str(tmp_path / "c.pt"), "--seed", "1"]) == 0
+    other, _ = load_checkpoint(tmp_path / "c.pt")
+    assert not torch.equal(
+        next(iter(other.state_dict().values())), next(iter(model_a.state_dict().values()))
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*args, "--out", str(first), "--resume"])
+    assert exit_info.value.code == 2 and "no run to resume" in capsys.readouterr().err
 
 
 def test_cross_validation_writes_results_and_refuses_to_overwrite(

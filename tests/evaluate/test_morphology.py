@@ -181,7 +181,7 @@ def _rod(radius_nm: float, cell_id: int = 5, step_nm: float = 1000.0) -> Cell:
 def test_presets_take_masks_and_see_arbors_or_local_shape():
     for config in MORPHOLOGY_PRESETS.values():
         assert config.input_kinds == ("mask",)
-    assert morphology_preset("morphology").field_of_view_nm == (132_000.0,) * 3
+    assert morphology_preset("morphology").field_of_view_nm == (528_000.0,) * 3
     assert morphology_preset("morphology-local").field_of_view_nm == (8448.0,) * 3
     with pytest.raises(ValueError, match="unknown morphology preset"):
         morphology_preset("huge")

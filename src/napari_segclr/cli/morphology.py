@@ -85,11 +85,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--preset",
         choices=PRESET_NAMES,
         default="morphology",
-        help="views: morphology (33³ of 4 µm: arbors, for cell types; default), "
+        help="views: morphology (33³ of 16 µm: whole arbors, for cell types; default), "
         "morphology-local (33³ of 256 nm: calibers and branch points), tiny (tests)",
     )
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=positive_int, help="optimiser steps (default 2000)")
+    length.add_argument(
+        "--steps",
+        type=non_negative_int,
+        help="optimiser steps (default 2000); 0 writes the encoder untrained (seeded random "
+        "weights), the reference a trained one must beat",
+    )
     length.add_argument(
         "--minutes",
         type=positive_float,
@@ -118,7 +123,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..evaluate.morphology import TRAIN_PHASES, RenderConfig, train_morphology_encoder
+    from ..evaluate.morphology import (
+        TRAIN_PHASES,
+        RenderConfig,
+        train_morphology_encoder,
+        untrained_morphology_encoder,
+    )
     from ..evaluate.morphology_cells import read_table
     from ..evaluate.morphology_views import morphology_preset
     from ..exceptions import OutputExistsError
@@ -128,10 +138,20 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error("--batch-size must be at least 2 (the other pairs are the negatives)")
     if args.minutes is not None and args.resume:
         args.parser.error("--minutes cannot resume a run; give --steps")
+    if args.steps == 0 and args.resume:
+        args.parser.error("--steps 0 writes an untrained encoder; there is no run to resume")
     if args.out.exists() and not args.resume:
         raise OutputExistsError(f"{args.out} exists; pass --resume to continue its run")
     table = read_table(args.cells, where=_where(args))
     model = morphology_preset(args.preset)
+    render = RenderConfig(
+        min_radius_nm=args.min_radius_nm or RenderConfig.min_radius_nm,
+        fixed_radius_nm=args.fixed_radius_nm,
+    )
+    if args.steps == 0:
+        untrained_morphology_encoder(table, args.out, model, render=render, seed=args.seed)
+        print(f"wrote {args.out}: an untrained {args.preset} encoder (seed {args.seed})")
+        return 0
     width = max(model.field_of_view_nm)
     config = TrainConfig(
         model=model,
@@ -143,10 +163,6 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         device=args.device,
-    )
-    render = RenderConfig(
-        min_radius_nm=args.min_radius_nm or RenderConfig.min_radius_nm,
-        fixed_radius_nm=args.fixed_radius_nm,
     )
     log = training_log(args)
     losses: list[float] = []
@@ -215,9 +231,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--radius-um",
         type=non_negative_float,
         nargs="+",
-        default=[0.0, 25.0, 50.0],
+        default=[0.0, 50.0, 100.0, 200.0],
         metavar="R",
-        help="averaging radii along the skeleton, µm (default 0 25 50)",
+        help="averaging radii along the skeleton, µm (default 0 50 100 200)",
     )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="results folder")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out")

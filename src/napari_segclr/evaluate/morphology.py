@@ -5,7 +5,8 @@ no EM, only shape:
 
 1. :func:`train_morphology_encoder`: a mask-only encoder is trained
    contrastively (no labels) on views of the training cells drawn as masks
-   (:mod:`.morphology_views`).
+   (:mod:`.morphology_views`); :func:`untrained_morphology_encoder` writes
+   the untrained reference.
 2. :func:`embed_cells`: each cell gets views around a few random sites along
    its cable and the nodes within the largest averaging radius of them.
 3. :func:`evaluate_morphology`: for each radius R the embeddings are averaged
@@ -114,7 +115,7 @@ class MorphologyEvalConfig:
         form one group where the column is absent.
     """
 
-    radii_um: tuple[float, ...] = (0.0, 25.0, 50.0)
+    radii_um: tuple[float, ...] = (0.0, 50.0, 100.0, 200.0)
     spacing_um: float = 10.0
     sites: int | None = 16
     head: str = "linear"
@@ -188,7 +189,14 @@ def morphology_training_data(
     from ..train import TrainingData
 
     volume = _volume(cells, config, jitter_nm=jitter_nm)
-    provenance = {
+    return TrainingData(volume.dataset, volume.skeletons(), _provenance(config, render, source))
+
+
+def _provenance(
+    config: ModelConfig, render: RenderConfig, source: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What a morphology checkpoint records of its cells and how they were drawn."""
+    return {
         "kind": "morphology",
         "source": dict(source),
         "render": render_settings(
@@ -197,7 +205,37 @@ def morphology_training_data(
             fixed_radius_nm=render.fixed_radius_nm,
         ),
     }
-    return TrainingData(volume.dataset, volume.skeletons(), provenance)
+
+
+def untrained_morphology_encoder(
+    table: MorphologyTable,
+    checkpoint: str | os.PathLike[str],
+    config: ModelConfig,
+    *,
+    render: RenderConfig | None = None,
+    seed: int = 0,
+) -> SegclrModel:
+    """Write a mask-only encoder with seeded random weights, not trained.
+
+    The reference a trained encoder must beat. On the cell-type tasks of
+    ``benchmarks/bench_morphology.py`` it scored higher than encoders trained
+    for minutes on a CPU (see the README). The checkpoint records the table and
+    the render settings as a trained one does, so :func:`evaluate_morphology`
+    draws the cells the same way.
+    """
+    import torch
+
+    from ..model import SegclrModel, save_checkpoint
+
+    render = render or RenderConfig()
+    if config.input_kinds != ("mask",):
+        raise ValueError(f"morphology encoders take mask views only, not {config.input_kinds}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SegclrModel(config).eval()
+    extra = {"step": 0, "seed": seed, "data": [_provenance(config, render, table.describe())]}
+    save_checkpoint(checkpoint, model, extra=extra)
+    return model
 
 
 def train_morphology_encoder(

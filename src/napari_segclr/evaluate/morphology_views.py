@@ -36,22 +36,24 @@ from ..synthetic import Cell, subsample_nodes, transform_cell
 #: so an encoder trains for hundreds of steps in minutes on two CPU cores; they
 #: differ in the scale they see.
 #:
-#: - "morphology": 4 µm voxels, a 132 µm view: the arbor around a node (its
-#:   density, the directions and spacing of its branches). Neurites are drawn
-#:   at least 3.5 µm thick (:func:`drawn_min_radius_nm`), so the mask is an
-#:   occupancy map of the arbor, and calibers are lost. Cell types of cortical
-#:   cells hundreds of µm wide are told apart at this scale and not at the
-#:   scale of EM views: on the 66 cells of scala2019_l4 (8 types, 32 sites a
-#:   cell, untrained encoder, 5-fold cross-validation, mean of 3 fold draws)
-#:   macro F1 was 0.26 with 256 nm voxels (8 µm views), 0.23 with 500 nm,
-#:   0.33 with 1 µm, 0.42 with 2 µm and 0.52 with 4 µm.
+#: - "morphology": 16 µm voxels, a 528 µm view: most of a cortical cell's
+#:   arbor around a node (its extent, density, the directions of its
+#:   branches). Neurites are drawn at least 14 µm thick
+#:   (:func:`drawn_min_radius_nm`), so the mask is an occupancy map of the
+#:   arbor, and calibers are lost. Cell types of cells hundreds of µm wide are
+#:   told apart at this scale and not at the scale of EM views: on the 66
+#:   cells of scala2019_l4 (8 types, untrained encoder, 5-fold
+#:   cross-validation), macro F1 was 0.26 with 256 nm voxels (8 µm views),
+#:   0.23 with 500 nm, 0.33 with 1 µm, 0.42 with 2 µm and 0.52 with 4 µm (32
+#:   sites a cell, mean of 3 fold draws); with 16 sites and R up to 50 µm, 0.48
+#:   with 4 µm, 0.57 with 8 µm, 0.63 with 16 µm and 0.55 with 32 µm.
 #: - "morphology-local": 256 nm voxels, an 8.4 µm view: calibers, branch
 #:   points and tortuosity, as SegCLR sees EM (for compartments).
 #: - "tiny": 17³ views at 256 nm, for tests.
 MORPHOLOGY_PRESETS: dict[str, ModelConfig] = {
     "morphology": ModelConfig(
         view_shape=(33, 33, 33),
-        voxel_size_nm=(4000.0, 4000.0, 4000.0),
+        voxel_size_nm=(16000.0, 16000.0, 16000.0),
         input_kinds=("mask",),
         stage_widths=(8, 16, 32, 64),
         embedding_hidden=(128, 128),
