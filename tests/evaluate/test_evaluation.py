@@ -102,6 +102,10 @@ def test_bars_state_each_figure_and_say_met_or_missed(report):
         assert bar["verdict"] == {True: "met", False: "missed", None: "not measurable"}[bar["met"]]
     f1 = report["subcompartments"]["methods"]["segclr_linear"]["macro_f1"]
     assert bars[0]["value"] == f1 and bars[0]["met"] == (f1 >= 0.95)
+    # Missed or met, each of the first two bars says what the other methods scored.
+    forest = report["subcompartments"]["methods"]["features_rf"]["macro_f1"]
+    assert f"features + forest {forest:.3f}" in bars[0]["context"]
+    assert "linear head" in bars[1]["context"] and "CNN" in bars[1]["context"]
 
 
 def test_report_files_are_written_and_figures_are_not_blank(report, tmp_path):

@@ -728,13 +728,20 @@ def umap_coordinates(
 def bars(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The bars the model is held to, each with its figure and verdict ("met" / "missed")."""
     found = []
-    f1 = report["subcompartments"]["methods"]["segclr_linear"]["macro_f1"]
+    methods = report["subcompartments"]["methods"]
+    f1 = methods["segclr_linear"]["macro_f1"]
+    others = [
+        f"{name} {methods[key]['macro_f1']:.3f}"
+        for key, name in (("features_rf", "features + forest"), ("supervised_cnn", "CNN"))
+        if methods.get(key, {}).get("macro_f1") is not None
+    ]
     found.append(
         _bar(
             "subcompartment macro F1, linear head on embeddings, every label",
             f">= {SUBCOMPARTMENT_F1_BAR}",
             f1,
             None if f1 is None else f1 >= SUBCOMPARTMENT_F1_BAR,
+            context=f"same views and labels: {', '.join(others)}" if others else None,
         )
     )
     multiple = report["label_efficiency"]["label_multiple"]
@@ -747,8 +754,21 @@ def bars(report: dict[str, Any]) -> list[dict[str, Any]]:
         met, shown = None, f">= {value:g}x (the most this run can show)"
     else:
         met, shown = False, f"{value:g}x"
+    curves = report["label_efficiency"]["methods"]
+    ends = [
+        f"{name} {curves[key]['median'][0]:.3f} with {curves[key]['labels'][0]} labels, "
+        f"{curves[key]['median'][-1]:.3f} with {curves[key]['labels'][-1]}"
+        for key, name in (("segclr_linear", "linear head"), ("supervised_cnn", "CNN"))
+        if key in curves
+    ]
     found.append(
-        _bar("label multiple vs the supervised CNN", f">= {LABEL_MULTIPLE_BAR:g}x", shown, met)
+        _bar(
+            "label multiple vs the supervised CNN",
+            f">= {LABEL_MULTIPLE_BAR:g}x",
+            shown,
+            met,
+            context="; ".join(ends) or None,
+        )
     )
     cells = report["cell_types"]
     node_f1 = cells["per_node_macro_f1"]
@@ -786,9 +806,13 @@ def bars(report: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _bar(what: str, bar: str, value: Any, met: bool | None) -> dict[str, Any]:
+def _bar(
+    what: str, bar: str, value: Any, met: bool | None, *, context: str | None = None
+) -> dict[str, Any]:
+    """A bar with its verdict; ``context``: figures of the same run that explain it."""
     verdict = "not measurable" if met is None else ("met" if met else "missed")
-    return {"what": what, "bar": bar, "value": value, "met": met, "verdict": verdict}
+    found = {"what": what, "bar": bar, "value": value, "met": met, "verdict": verdict}
+    return found if context is None else {**found, "context": context}
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -100,6 +100,7 @@ def _bar_note(figure: Any, bar: dict[str, Any]) -> None:
     lines = [
         *textwrap.wrap(f"bar: {bar['what']} {bar['bar']}", width),
         *textwrap.wrap(f"this run: {bar['value']}  ->  {verdict.upper()}", width),
+        *textwrap.wrap(f"({bar['context']})" if "context" in bar else "", width),
     ]
     figure.supxlabel("\n".join(lines), fontsize=9, color=_VERDICT_COLOURS[verdict])
 
