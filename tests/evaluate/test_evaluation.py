@@ -106,6 +106,9 @@ def test_bars_state_each_figure_and_say_met_or_missed(report):
     forest = report["subcompartments"]["methods"]["features_rf"]["macro_f1"]
     assert f"features + forest {forest:.3f}" in bars[0]["context"]
     assert "linear head" in bars[1]["context"] and "CNN" in bars[1]["context"]
+    forest = report["cell_types"]["features_rf_per_node_macro_f1"]
+    assert len(forest) == len(report["cell_types"]["radii_um"])
+    assert f"features + forest {forest[0]:.3f} at R=0" in bars[2]["context"]
 
 
 def test_report_files_are_written_and_figures_are_not_blank(report, tmp_path):

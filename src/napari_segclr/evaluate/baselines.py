@@ -64,13 +64,14 @@ def view_features(views: LabelledViews, *, batch_size: int = 64) -> np.ndarray:
     out = np.empty((len(views), len(VIEW_FEATURES)))
     for start in range(0, len(views), batch_size):
         index = slice(start, start + batch_size)
-        out[index] = _batch_features(views.em[index], views.mask[index], views.voxel_size_nm)
+        out[index] = batch_features(views.em[index], views.mask[index], views.voxel_size_nm)
     return out
 
 
-def _batch_features(
+def batch_features(
     em_u8: np.ndarray, mask: np.ndarray, voxel_size_nm: Sequence[float]
 ) -> np.ndarray:
+    """:func:`view_features` of uint8 EM and bool mask views (B, Z, Y, X)."""
     vs = np.asarray(voxel_size_nm, float) / 1000.0  # µm
     b, *shape = mask.shape
     flat_mask = mask.reshape(b, -1)

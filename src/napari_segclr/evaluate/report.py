@@ -175,6 +175,13 @@ def cell_type_radius_figure(report: dict[str, Any]) -> Any:
     radii = cells["radii_um"]
     ax.plot(radii, cells["per_node_macro_f1"], marker="o", label="per node")
     ax.plot(radii, cells["per_segment_macro_f1"], marker="s", label="per segment")
+    ax.plot(
+        radii,
+        cells["features_rf_per_node_macro_f1"],
+        marker="^",
+        linestyle="--",
+        label="per node: view features + random forest",
+    )
     ax.axhline(0.85, color="grey", linestyle=":", linewidth=1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("aggregation radius R along the skeleton (µm)")
