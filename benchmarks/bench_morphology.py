@@ -3,10 +3,11 @@
 For each data set of ``shared/data/morphology`` a mask-only encoder (preset
 ``--preset``, "morphology" by default: 33³ views of 16 µm voxels) is trained
 contrastively on all its cells for ``--minutes`` (or ``--steps``), without
-labels; ``--steps 0`` keeps it untrained (seeded random weights). Then, for each task, stratified ``--cv``-fold cross-validation over
-the cells: a linear head on the embeddings of ``--sites`` random sites per
-cell, averaged within R µm along the skeleton (each ``--radius-um``), each
-test cell taking the combined prediction of its sites; beside it a random
+labels; ``--steps 0`` keeps it untrained (seeded random weights). Then,
+for each task, stratified ``--cv``-fold cross-validation over the cells: a
+linear head on the embeddings of ``--sites`` random sites per cell,
+averaged within R µm along the skeleton (each ``--radius-um``), each test
+cell taking the combined prediction of its sites; beside it a random
 forest on whole-cell morphometrics of the same cells and folds. Node
 compartments (axon / dendrite / apical) are scored per reconstruction type.
 
