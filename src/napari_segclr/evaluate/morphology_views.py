@@ -45,8 +45,9 @@ from ..synthetic import Cell, subsample_nodes, transform_cell
 #:   cells of scala2019_l4 (8 types, untrained encoder, 5-fold
 #:   cross-validation), macro F1 was 0.26 with 256 nm voxels (8 µm views),
 #:   0.23 with 500 nm, 0.33 with 1 µm, 0.42 with 2 µm and 0.52 with 4 µm (32
-#:   sites a cell, mean of 3 fold draws); with 16 sites and R up to 50 µm, 0.48
-#:   with 4 µm, 0.57 with 8 µm, 0.63 with 16 µm and 0.55 with 32 µm.
+#:   sites a cell, mean of 3 fold draws); with 16 sites, best over R ≤ 50 µm,
+#:   0.48 with 4 µm, 0.57 with 8 µm, 0.63 with 16 µm (0.67 at R = 200 µm) and
+#:   0.61 with 32 µm (at R = 0; 0.55–0.58 with averaging).
 #: - "morphology-local": 256 nm voxels, an 8.4 µm view: calibers, branch
 #:   points and tortuosity, as SegCLR sees EM (for compartments).
 #: - "tiny": 17³ views at 256 nm, for tests.
