@@ -36,7 +36,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -261,11 +261,11 @@ class _Split:
         """Node embeddings (or view features) averaged within ``radius_um`` along each
         skeleton, seed by seed."""
         out = []
-        for i, (table, segments) in enumerate(zip(self.tables, self.segments, strict=True)):
+        for table, segments, seed_features in zip(
+            self.tables, self.segments, self.node_features, strict=True
+        ):
             if features:
-                table = EmbeddingTable(
-                    table.segment_id, table.node_id, table.position_nm, self.node_features[i]
-                )
+                table = replace(table, embedding=seed_features)
             out.append(
                 aggregate_embeddings(table, radius_um=radius_um, skeletons=segments.skeletons)
             )
@@ -768,7 +768,6 @@ def bars(report: dict[str, Any]) -> list[dict[str, Any]]:
     others = [
         f"{name} {methods[key]['macro_f1']:.3f}"
         for key, name in (("features_rf", "features + forest"), ("supervised_cnn", "CNN"))
-        if methods.get(key, {}).get("macro_f1") is not None
     ]
     found.append(
         _bar(
@@ -776,7 +775,7 @@ def bars(report: dict[str, Any]) -> list[dict[str, Any]]:
             f">= {SUBCOMPARTMENT_F1_BAR}",
             f1,
             None if f1 is None else f1 >= SUBCOMPARTMENT_F1_BAR,
-            context=f"same views and labels: {', '.join(others)}" if others else None,
+            context=f"same views and labels: {', '.join(others)}",
         )
     )
     multiple = report["label_efficiency"]["label_multiple"]
@@ -794,7 +793,6 @@ def bars(report: dict[str, Any]) -> list[dict[str, Any]]:
         f"{name} {curves[key]['median'][0]:.3f} with {curves[key]['labels'][0]} labels, "
         f"{curves[key]['median'][-1]:.3f} with {curves[key]['labels'][-1]}"
         for key, name in (("segclr_linear", "linear head"), ("supervised_cnn", "CNN"))
-        if key in curves
     ]
     found.append(
         _bar(
@@ -802,7 +800,7 @@ def bars(report: dict[str, Any]) -> list[dict[str, Any]]:
             f">= {LABEL_MULTIPLE_BAR:g}x",
             shown,
             met,
-            context="; ".join(ends) or None,
+            context="; ".join(ends),
         )
     )
     cells = report["cell_types"]
