@@ -65,6 +65,14 @@ def test_an_empty_mask_gives_zero_shape_features():
     assert features[VIEW_FEATURES.index("mask_volume_um3")] == 0
 
 
+def test_a_view_filled_by_its_segment_gets_finite_radii():
+    full = view_features(_views([np.ones((N, N, N), bool)], ["soma"]))[0]
+    assert np.all(np.isfinite(full))
+    half_view_um = N * VOXEL_NM / 1000 / 2
+    for name in ("radius_centre_um", "radius_max_um", "radius_mean_um", "radius_p90_um"):
+        assert full[VIEW_FEATURES.index(name)] == pytest.approx(half_view_um)
+
+
 def test_supervised_budget_is_epochs_clipped_to_the_pass_limits():
     settings = SupervisedSettings(epochs=10, min_passes=64, max_passes=256, batch_size=16)
     assert settings.steps(2) == 4  # 20 passes, raised to 64

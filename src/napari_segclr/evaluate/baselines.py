@@ -109,10 +109,13 @@ def batch_features(
     em_outside = (flat_em.sum(axis=1) - em_inside_sum) / outside_count
     per_view = np.zeros((b, 9))
     centre = tuple(slice((n - 1) // 2 - 1, (n - 1) // 2 + 2) for n in shape)
+    min_half_view = float(np.min(np.asarray(shape) * vs) / 2)
     for i in range(b):
         if not count[i]:
             continue
         radius = edt.edt(mask[i], anisotropy=tuple(vs), black_border=False)
+        # A view inside a soma holds no background: its radius is at least the half view.
+        np.minimum(radius, min_half_view, out=radius)
         inner = radius[mask[i]]
         values = flat_em[i][flat_mask[i]]
         per_view[i] = (
