@@ -10,7 +10,8 @@ A synthetic neuropil (``--extent-um`` at ``--voxel-size``, 4.1 × 8.2 × 8.2 µm
 alone, not rendering. View centres are skeleton nodes drawn at random (again
 after all are used) and visited in the loader's spatial order. For each preset:
 
-- ``extraction``: views/s of ``extract_views`` on the calling thread;
+- ``extraction``: views/s of ``extract_views`` on the calling thread, float32
+  views (what the CPU encoder takes) and uint8 views (what travels to a GPU);
 - ``encoder``: views/s of ``model.embed`` on views extracted beforehand
   (``torch.inference_mode``, channels-last 3D; fp32 on the CPU);
 - ``end_to_end``: views/s of a ``ViewLoader`` with ``--workers`` background
@@ -26,7 +27,8 @@ With CUDA (unless ``--no-cuda``), the same under bf16 autocast and channels-last
 3D on the device (``cudnn.benchmark`` on), with ``--cuda-workers`` extraction
 threads: the encoder alone on views already on the device, the loader alone
 (its consumer idle: the most the extraction can feed) and both together, each
-with its TFLOP/s and the fraction of ``--peak-tflops``. The weights are random:
+with its TFLOP/s and the fraction of ``--peak-tflops``. As in ``embed``, views
+travel to the device as uint8 from page-locked memory. The weights are random:
 speed does not depend on them. Targets are printed beside the figures: ``lite``
 end to end on 2 CPU cores and ``paper`` on an H100 / H200.
 """
@@ -102,14 +104,17 @@ def repeated(measure: Callable[[], float], times: int) -> dict[str, float]:
     return {"median": round(statistics.median(rates), 1), "best": max(rates)}
 
 
-def extraction(dataset: Dataset, points: ViewPoints, spec: ViewSpec, batch_size: int) -> float:
+def extraction(
+    dataset: Dataset, points: ViewPoints, spec: ViewSpec, batch_size: int, dtype: str
+) -> float:
     """Views/s of ``extract_views`` on this thread, batches of nearby points."""
     order = spatial_order(points.centers_nm, spec)
     batches = [points[order[i : i + batch_size]] for i in range(0, len(points), batch_size)]
-    extract_views(dataset, batches[0].segment_ids, batches[0].centers_nm, spec)  # warm-up
+    first = batches[0]
+    extract_views(dataset, first.segment_ids, first.centers_nm, spec, dtype=dtype)  # warm-up
     start = time.perf_counter()
     for batch in batches:
-        extract_views(dataset, batch.segment_ids, batch.centers_nm, spec)
+        extract_views(dataset, batch.segment_ids, batch.centers_nm, spec, dtype=dtype)
     return rate(len(points), time.perf_counter() - start)
 
 
@@ -150,8 +155,16 @@ def end_to_end(
     autocast: Callable[[], object],
 ) -> float:
     """Views/s of a ``ViewLoader`` feeding ``model`` on ``device`` (None: an idle consumer)."""
+    cuda = device.type == "cuda"
     loader = ViewLoader(
-        dataset, points, spec, batch_size=batch_size, workers=workers, to_torch=True
+        dataset,
+        points,
+        spec,
+        batch_size=batch_size,
+        workers=workers,
+        to_torch=True,
+        pin_memory=cuda,
+        dtype="uint8" if cuda else "float32",
     )
     last = None
     start = time.perf_counter()
@@ -200,7 +213,10 @@ def bench_preset(name: str, dataset: Dataset, points: ViewPoints, args: argparse
         "batch": batch,
         "torch_threads": torch.get_num_threads(),
         "extraction_views_per_s": repeated(
-            lambda: extraction(dataset, timed, spec, batch), args.cpu_repeats
+            lambda: extraction(dataset, timed, spec, batch, "float32"), args.cpu_repeats
+        ),
+        "extraction_uint8_views_per_s": repeated(
+            lambda: extraction(dataset, timed, spec, batch, "uint8"), args.cpu_repeats
         ),
         "encoder_views_per_s": encoder_rate,
         "encoder_gflops_per_s": round(encoder_rate["median"] * flops / 1e9, 1),

@@ -16,7 +16,8 @@ def test_speed_reports_cpu_figures_and_targets(bench):
     cpu = tiny["cpu"]
     assert tiny["preset"] == "tiny" and tiny["gflops_per_view"] > 0 and "cuda" not in tiny
     assert cpu["views"] == 24 and cpu["torch_threads"] == 1
-    for key in ("extraction_views_per_s", "encoder_views_per_s", "end_to_end_views_per_s"):
+    rates = ("extraction_views_per_s", "extraction_uint8_views_per_s", "encoder_views_per_s")
+    for key in (*rates, "end_to_end_views_per_s"):
         assert cpu[key]["best"] >= cpu[key]["median"] > 0
     assert cpu["encoder_gflops_per_s"] == pytest.approx(
         cpu["encoder_views_per_s"]["median"] * tiny["gflops_per_view"], rel=0.05, abs=0.1

@@ -71,8 +71,15 @@ def test_views_of_the_wrong_shape_or_dtype_are_refused(tiny_model):
         tiny_model.embed(torch.rand(2, 1, 16, 17, 17))
     with pytest.raises(ShapeMismatchError):
         tiny_model.embed(torch.rand(2, 2, 17, 17, 17))
-    with pytest.raises(TypeError, match="float"):
-        tiny_model.embed(torch.zeros(2, 1, 17, 17, 17, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="float or uint8"):
+        tiny_model.embed(torch.zeros(2, 1, 17, 17, 17, dtype=torch.int16))
+
+
+@torch.inference_mode()
+def test_uint8_views_embed_as_the_floats_they_stand_for(tiny_model):
+    quantised = (views_for(TINY) * 255).round().to(torch.uint8)
+    as_floats = quantised.float() / 255
+    assert torch.equal(tiny_model.embed(quantised), tiny_model.embed(as_floats))
 
 
 @torch.inference_mode()

@@ -254,3 +254,40 @@ def test_views_of_a_synthetic_neuropil_sit_on_their_segments():
     views = extract_views(neuropil.volumes(), nodes["segment_id"].to_numpy(), centers, spec)
     assert views.shape == (len(nodes), 2, 9, 9, 9) and 0 < views[:, 0].mean() < 1
     assert views[:, 1, 4, 4, 4].mean() > 0.7  # nodes lie inside their own segment
+
+
+def test_uint8_views_are_the_float_views_times_255_rounded(blobs):
+    centers = np.array([[80.0, 160.0, 200.0], [200.0, 96.0, 240.0], [244.0, 300.0, 203.0]])
+    ids = np.array([ID + 1, ID + 3, ID + 3], dtype=np.uint64)
+    # 8 nm views are plain crops of the uint8 EM; 20 nm views are area means of it.
+    for spec in (ViewSpec((9, 11, 13), 8.0, ALL_KINDS), ViewSpec((7, 7, 7), 20.0, ALL_KINDS)):
+        floats = extract_views(blobs, ids, centers, spec, snap=False)
+        quantised = extract_views(blobs, ids, centers, spec, snap=False, dtype="uint8")
+        assert quantised.dtype == np.uint8
+        np.testing.assert_allclose(quantised, floats * 255, atol=0.5 + 1e-3)
+        assert set(np.unique(quantised[:, 1]).tolist()) == {0, 255}  # the mask
+    np.testing.assert_array_equal(quantised[:, 2], quantised[:, 0] * (quantised[:, 1] > 0))
+    plain = ViewSpec((9, 11, 13), 8.0, ALL_KINDS)
+    exact = extract_views(blobs, ids, centers, plain, dtype="uint8")
+    np.testing.assert_array_equal(
+        exact / np.float32(255), extract_views(blobs, ids, centers, plain)
+    )
+
+
+def test_uint8_views_of_other_em_dtypes_are_scaled_and_clipped():
+    ramp = np.linspace(-0.5, 1.5, 16**3, dtype=np.float32).reshape(16, 16, 16)
+    centre, spec = np.array([[64.0] * 3]), ViewSpec((15,) * 3, 8.0, ("em",))
+    views = extract_views(Volume(ramp, 8.0), None, centre, spec, dtype="uint8")
+    assert views.min() == 0 and views.max() == 255  # float EM is read as [0, 1]
+    deep = (ramp.clip(0, 1) * 65535).astype(np.uint16)
+    views = extract_views(Volume(deep, 8.0), None, centre, spec, dtype="uint8")
+    np.testing.assert_allclose(views[0, 0], ramp.clip(0, 1)[1:, 1:, 1:] * 255, atol=0.51)
+
+
+def test_view_dtype_and_out_are_checked(blobs):
+    spec = ViewSpec((5, 5, 5), 8.0)
+    inside = np.array([[80.0, 80.0, 80.0]])
+    with pytest.raises(ValueError, match="dtype must be"):
+        extract_views(blobs, ID + 1, inside, spec, dtype="float16")
+    with pytest.raises(ShapeMismatchError, match="out must be a uint8 array"):
+        extract_views(blobs, ID + 1, inside, spec, dtype="uint8", out=np.zeros((1, 1, 5, 5, 5)))

@@ -107,3 +107,16 @@ def test_views_as_torch_tensors(blobs):
     torch = pytest.importorskip("torch")
     views, _ = next(iter(ViewLoader(blobs, _points(4), SPEC, to_torch=True, workers=0)))
     assert isinstance(views, torch.Tensor) and views.dtype == torch.float32
+
+
+def test_uint8_batches_and_pinned_memory_options(blobs):
+    torch = pytest.importorskip("torch")
+    loader = ViewLoader(blobs, _points(4), SPEC, to_torch=True, workers=1, dtype="uint8")
+    views, points = next(iter(loader))
+    assert views.dtype == torch.uint8
+    expected = extract_views(blobs, points.segment_ids, points.centers_nm, SPEC, dtype="uint8")
+    np.testing.assert_array_equal(views.numpy(), expected)
+    with pytest.raises(ValueError, match="pin_memory needs to_torch"):
+        ViewLoader(blobs, _points(4), SPEC, pin_memory=True)
+    with pytest.raises(ValueError, match="dtype must be"):
+        ViewLoader(blobs, _points(4), SPEC, dtype="int8")

@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..atomic import write_atomic
 from ..exceptions import CheckpointError, ShapeMismatchError
+from ..views.spec import UINT8_SCALE
 from .encoder import SegclrEncoder
 from .heads import ProjectionHead
 from .presets import ModelConfig
@@ -49,8 +50,14 @@ class SegclrModel(nn.Module):
         )
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
-        """Embeddings (B, embedding_dim) of views (B, C, Z, Y, X): the product."""
+        """Embeddings (B, embedding_dim) of views (B, C, Z, Y, X): the product.
+
+        Float views, or uint8 views (``extract_views(..., dtype="uint8")``), which
+        are scaled to floats here, on their device.
+        """
         self._check_views(views)
+        if views.dtype == torch.uint8:
+            views = views.float() / UINT8_SCALE
         return self.encoder(views)
 
     def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,8 +72,8 @@ class SegclrModel(nn.Module):
                 f"views must have shape (B, {', '.join(map(str, expected))}) for this model, "
                 f"got {tuple(views.shape)}"
             )
-        if not views.is_floating_point():
-            raise TypeError(f"views must be a float tensor, got {views.dtype}")
+        if not views.is_floating_point() and views.dtype != torch.uint8:
+            raise TypeError(f"views must be a float or uint8 tensor, got {views.dtype}")
 
 
 def count_flops(config: ModelConfig) -> float:

@@ -23,11 +23,12 @@ from .extract import (
 )
 from .loader import ViewLoader, ViewPoints, prefetch_map, spatial_order
 from .pairs import PairBatches, Pairs, PairSampler, sample_pairs
-from .spec import INPUT_KINDS, ViewSpec, as_view_spec
+from .spec import INPUT_KINDS, UINT8_SCALE, ViewSpec, as_view_spec
 
 __all__ = [
     "INPUT_KINDS",
     "MAX_UPSAMPLING",
+    "UINT8_SCALE",
     "PairBatches",
     "PairSampler",
     "Pairs",

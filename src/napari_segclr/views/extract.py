@@ -28,7 +28,7 @@ from .sampling import (
     snap_shift,
     trim_taps,
 )
-from .spec import ViewSpec, as_view_spec
+from .spec import UINT8_SCALE, ViewSpec, as_view_spec
 
 #: A view voxel may be at most this many times finer than the finest volume voxel
 #: along any axis; finer views would hold little but interpolation.
@@ -42,6 +42,7 @@ MAX_GROUP_BYTES = 512 * 2**20
 VolumeSource = Dataset | Mapping[str, Volume] | Volume
 Seed = np.random.Generator | int | None
 JitterShape = Literal["cube", "ball"]
+ViewDtype = Literal["float32", "uint8"]
 
 
 def extract_views(
@@ -56,8 +57,9 @@ def extract_views(
     snap: bool = True,
     group_nm: float | None = None,
     out: np.ndarray | None = None,
+    dtype: ViewDtype = "float32",
 ) -> np.ndarray:
-    """Views (B, C, Z, Y, X) float32 of segments around centres given in nm.
+    """Views (B, C, Z, Y, X) float32 (or uint8) of segments around centres given in nm.
 
     View voxel ``i`` along an axis has its centre at
     ``centre + (i - (n - 1) / 2) * view_voxel_size``. EM is resampled with the
@@ -99,7 +101,10 @@ def extract_views(
         view's field of view; 0: one read per view. A group is read as one crop only
         when that reads no more voxels than reading its views one by one.
     out
-        A float32 (B, C, Z, Y, X) array to write into (e.g. ``tensor.numpy()``).
+        A (B, C, Z, Y, X) array of ``dtype`` to write into (e.g. ``tensor.numpy()``).
+    dtype
+        "float32", or "uint8": each value round(255 × its float32 value), a quarter
+        of the bytes for carrying views to a GPU (``SegclrModel.embed`` takes both).
 
     Raises
     ------
@@ -121,7 +126,7 @@ def extract_views(
     centers = as_centers(centers_nm)
     n_views = len(centers)
     ids = as_segment_ids(segment_ids, n_views) if spec.needs_segmentation else None
-    out = _output(out, n_views, spec)
+    out = _output(out, n_views, spec, dtype)
     em = _Sampler.choose(dataset.em, spec, nearest=False) if spec.needs_em else None
     seg = (
         _Sampler.choose(_segmentation(dataset, spec), spec, nearest=True)
@@ -290,12 +295,18 @@ class _Plan:
             int(np.prod(hi - lo, axis=1).sum()), MAX_GROUP_BYTES // self.volume.dtype.itemsize
         )
         if len(members) > 1 and group <= limit:
-            crop = self.volume.read_padded(_box(group_lo, group_hi))
+            crop = self._read(group_lo, group_hi)
             for a, b in zip(lo - group_lo, hi - group_lo, strict=True):
                 yield crop[_box(a, b)]
         else:
             for a, b in zip(lo, hi, strict=True):
-                yield self.volume.read_padded(_box(a, b))
+                yield self._read(a, b)
+
+    def _read(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The box's voxels, read only (an in-memory volume's own memory where it needs no pad)."""
+        if np.all(lo >= 0) and np.all(hi <= self.volume.shape):
+            return self.volume.read(_box(lo, hi))
+        return self.volume.read_padded(_box(lo, hi))
 
 
 @dataclass(frozen=True)
@@ -376,13 +387,15 @@ def _segmentation(dataset: Dataset, spec: ViewSpec) -> Volume:
     return dataset.segmentation
 
 
-def _output(out: np.ndarray | None, n: int, spec: ViewSpec) -> np.ndarray:
+def _output(out: np.ndarray | None, n: int, spec: ViewSpec, dtype: ViewDtype) -> np.ndarray:
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
     shape = (n, spec.in_channels, *spec.shape)
     if out is None:
-        return np.empty(shape, dtype=np.float32)
-    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float32:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype:
         got = (getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__))
-        raise ShapeMismatchError(f"out must be a float32 array of shape {shape}, got {got}")
+        raise ShapeMismatchError(f"out must be a {dtype} array of shape {shape}, got {got}")
     return out
 
 
@@ -401,11 +414,18 @@ def _write(
     mask: np.ndarray | None,
 ) -> None:
     """Fill one view's channels (C, Z, Y, X) from its EM and mask."""
+    quantised = dst.dtype == np.uint8
     for channel, kind in zip(dst, kinds, strict=True):
         if kind == "mask":
-            np.copyto(channel, mask)
+            np.multiply(mask, UINT8_SCALE if quantised else 1, out=channel, casting="unsafe")
             continue
-        np.divide(em, em_range, out=channel, casting="unsafe")
+        if not quantised:
+            np.divide(em, em_range, out=channel, casting="unsafe")
+        elif em.dtype == np.uint8:  # a plain crop of uint8 EM: nothing to scale or round
+            np.copyto(channel, em)
+        else:
+            scaled = np.clip(em * np.float32(UINT8_SCALE / em_range), 0, UINT8_SCALE)
+            np.rint(scaled, out=channel, casting="unsafe")
         if kind == "masked_em":
             channel *= mask
 

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from ..exceptions import ShapeMismatchError
-from .extract import VolumeSource, as_centers, as_dataset, as_segment_ids, extract_views
+from .extract import (
+    ViewDtype,
+    VolumeSource,
+    as_centers,
+    as_dataset,
+    as_segment_ids,
+    extract_views,
+)
 from .spec import ViewSpec, as_view_spec
 
 if TYPE_CHECKING:
@@ -116,8 +123,11 @@ class ViewLoader:
         over (and once with 0 at the start); it may raise to stop the loop.
     to_torch
         Hand over views as CPU ``torch.Tensor`` (shared memory, no copy).
-    snap
-        See :func:`extract_views`.
+    pin_memory
+        With ``to_torch``: copy each batch into page-locked memory in the worker
+        thread, so that ``tensor.to("cuda", non_blocking=True)`` overlaps the copy.
+    snap, dtype
+        See :func:`extract_views` ("uint8" carries a quarter of the bytes to a GPU).
 
     Examples
     --------
@@ -139,7 +149,9 @@ class ViewLoader:
         prefetch: int | None = None,
         progress: Progress | None = None,
         to_torch: bool = False,
+        pin_memory: bool = False,
         snap: bool = True,
+        dtype: ViewDtype = "float32",
     ) -> None:
         self.dataset = as_dataset(source)
         self.points = points if isinstance(points, ViewPoints) else ViewPoints.from_rows(points)
@@ -152,7 +164,13 @@ class ViewLoader:
         self.order = order
         self.progress = progress
         self.to_torch = bool(to_torch)
+        if pin_memory and not self.to_torch:
+            raise ValueError("pin_memory needs to_torch=True")
+        self.pin_memory = bool(pin_memory)
         self.snap = bool(snap)
+        if dtype not in ("float32", "uint8"):
+            raise ValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
+        self.dtype = dtype
 
     def __len__(self) -> int:
         return math.ceil(len(self.points) / self.batch_size)
@@ -176,13 +194,21 @@ class ViewLoader:
             done += len(points)
             if self.progress is not None:
                 self.progress(done, total)
-            yield (as_tensor(views) if self.to_torch else views), points
+            yield views, points
 
-    def _extract(self, points: ViewPoints) -> tuple[np.ndarray, ViewPoints]:
+    def _extract(self, points: ViewPoints) -> tuple[Any, ViewPoints]:
         views = extract_views(
-            self.dataset, points.segment_ids, points.centers_nm, self.spec, snap=self.snap
+            self.dataset,
+            points.segment_ids,
+            points.centers_nm,
+            self.spec,
+            snap=self.snap,
+            dtype=self.dtype,
         )
-        return views, points
+        if not self.to_torch:
+            return views, points
+        tensor = as_tensor(views)
+        return (tensor.pin_memory() if self.pin_memory else tensor), points
 
 
 def spatial_order(centers_nm: np.ndarray, spec: ViewSpec) -> np.ndarray:

@@ -17,6 +17,8 @@ INPUT_KINDS = ("em", "mask", "masked_em")
 #: Kinds that need the EM volume, and kinds that need the segmentation.
 EM_KINDS = frozenset({"em", "masked_em"})
 MASK_KINDS = frozenset({"mask", "masked_em"})
+#: uint8 views hold round(UINT8_SCALE × the float view): a quarter of the bytes to carry.
+UINT8_SCALE = 255
 
 
 class HasViewFields(Protocol):
