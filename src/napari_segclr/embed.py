@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,6 +430,7 @@ def embed_views(
         pin_memory=cuda,
         dtype="uint8" if cuda else "float32",
     )
+    queued: deque[tuple[ViewPoints, torch.Tensor]] = deque()
     for views, batch in loader:
         with (
             torch.inference_mode(),
@@ -436,8 +438,14 @@ def embed_views(
         ):
             views = views.to(target, non_blocking=True)
             views = views.contiguous(memory_format=torch.channels_last_3d)
-            embeddings = model.embed(views).float().cpu().numpy()
-        yield batch, embeddings
+            queued.append((batch, model.embed(views)))
+        # On CUDA a batch is fetched once the next one is queued behind it, so that the
+        # device never waits for the host between batches; on the CPU each comes at once.
+        while len(queued) > int(cuda):
+            done, embeddings = queued.popleft()
+            yield done, embeddings.float().cpu().numpy()
+    for done, embeddings in queued:
+        yield done, embeddings.float().cpu().numpy()
 
 
 def _check_dataset(dataset: Dataset) -> None:
