@@ -418,7 +418,7 @@ def embed_views(
     model = model.to(target, memory_format=torch.channels_last_3d).eval()
     cuda = target.type == "cuda"
     # To a GPU, views travel as uint8 from page-locked memory: a quarter of the bytes,
-    # copied while the previous batch is embedded; the model scales them on the device.
+    # copied without blocking the host; the model scales them on the device.
     loader = ViewLoader(
         dataset,
         points,

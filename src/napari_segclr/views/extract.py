@@ -43,6 +43,7 @@ VolumeSource = Dataset | Mapping[str, Volume] | Volume
 Seed = np.random.Generator | int | None
 JitterShape = Literal["cube", "ball"]
 ViewDtype = Literal["float32", "uint8"]
+VIEW_DTYPES: tuple[ViewDtype, ...] = ("float32", "uint8")
 
 
 def extract_views(
@@ -303,7 +304,7 @@ class _Plan:
                 yield self._read(a, b)
 
     def _read(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """The box's voxels, read only (an in-memory volume's own memory where it needs no pad)."""
+        """The box's voxels, not to be written to: in memory, the volume's own where unpadded."""
         if np.all(lo >= 0) and np.all(hi <= self.volume.shape):
             return self.volume.read(_box(lo, hi))
         return self.volume.read_padded(_box(lo, hi))
@@ -387,9 +388,15 @@ def _segmentation(dataset: Dataset, spec: ViewSpec) -> Volume:
     return dataset.segmentation
 
 
+def as_view_dtype(dtype: str) -> ViewDtype:
+    """Validate a view dtype: one of :data:`VIEW_DTYPES`."""
+    if dtype not in VIEW_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(VIEW_DTYPES)}, got {dtype!r}")
+    return dtype
+
+
 def _output(out: np.ndarray | None, n: int, spec: ViewSpec, dtype: ViewDtype) -> np.ndarray:
-    if dtype not in ("float32", "uint8"):
-        raise ValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
+    dtype = as_view_dtype(dtype)
     shape = (n, spec.in_channels, *spec.shape)
     if out is None:
         return np.empty(shape, dtype=dtype)

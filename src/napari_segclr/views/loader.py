@@ -23,6 +23,7 @@ from .extract import (
     as_centers,
     as_dataset,
     as_segment_ids,
+    as_view_dtype,
     extract_views,
 )
 from .spec import ViewSpec, as_view_spec
@@ -168,9 +169,7 @@ class ViewLoader:
             raise ValueError("pin_memory needs to_torch=True")
         self.pin_memory = bool(pin_memory)
         self.snap = bool(snap)
-        if dtype not in ("float32", "uint8"):
-            raise ValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
-        self.dtype = dtype
+        self.dtype = as_view_dtype(dtype)
 
     def __len__(self) -> int:
         return math.ceil(len(self.points) / self.batch_size)
