@@ -14,9 +14,9 @@ after all are used) and visited in the loader's spatial order. For each preset:
   views (what the CPU encoder takes) and uint8 views (what travels to a GPU);
 - ``encoder``: views/s of ``model.embed`` on views extracted beforehand
   (``torch.inference_mode``, channels-last 3D; fp32 on the CPU);
-- ``end_to_end``: views/s of a ``ViewLoader`` with ``--workers`` background
-  threads feeding the encoder, from the first batch asked for to the last
-  embedding;
+- ``end_to_end``: views/s of ``embed_views`` (what ``embed`` runs), its loader's
+  ``--workers`` background threads feeding the encoder, from the first batch
+  asked for to the last embedding back on the host;
 - FLOPs per view (``count_flops``: 2 per multiply-add of convolutions and
   linear layers).
 
@@ -27,8 +27,8 @@ With CUDA (unless ``--no-cuda``), the same under bf16 autocast and channels-last
 3D on the device (``cudnn.benchmark`` on), with ``--cuda-workers`` extraction
 threads: the encoder alone on views already on the device, the loader alone
 (its consumer idle: the most the extraction can feed) and both together, each
-with its TFLOP/s and the fraction of ``--peak-tflops``. As in ``embed``, views
-travel to the device as uint8 from page-locked memory. The weights are random:
+with its TFLOP/s and the fraction of ``--peak-tflops``; views travel to the
+device as ``embed`` sends them (uint8, from page-locked memory). The weights are random:
 speed does not depend on them. Targets are printed beside the figures: ``lite``
 end to end on 2 CPU cores and ``paper`` on an H100 / H200.
 """
@@ -47,10 +47,11 @@ import numpy as np
 import torch
 from _common import report_header
 
+from napari_segclr.embed import device_view_loader, embed_views
 from napari_segclr.io import Dataset, Volume
 from napari_segclr.model import PRESETS, SegclrModel, count_flops
 from napari_segclr.synthetic import Neuropil, NeuropilConfig, render_all
-from napari_segclr.views import ViewLoader, ViewPoints, ViewSpec, extract_views, spatial_order
+from napari_segclr.views import ViewPoints, ViewSpec, extract_views, spatial_order
 
 #: Views timed per preset, and views per batch, on the CPU and on CUDA.
 CPU_VIEWS = {"tiny": 512, "lite": 192, "paper": 12}
@@ -146,35 +147,39 @@ def encoder(
 def end_to_end(
     dataset: Dataset,
     points: ViewPoints,
-    spec: ViewSpec,
-    model: SegclrModel | None,
+    model: SegclrModel,
     *,
     batch_size: int,
     workers: int,
     device: torch.device,
-    autocast: Callable[[], object],
 ) -> float:
-    """Views/s of a ``ViewLoader`` feeding ``model`` on ``device`` (None: an idle consumer)."""
-    cuda = device.type == "cuda"
-    loader = ViewLoader(
-        dataset,
-        points,
-        spec,
-        batch_size=batch_size,
-        workers=workers,
-        to_torch=True,
-        pin_memory=cuda,
-        dtype="uint8" if cuda else "float32",
-    )
-    last = None
+    """Views/s of ``embed_views`` (the product's loop): views cut, embedded on ``device``
+    and their embeddings back on the host."""
     start = time.perf_counter()
-    with torch.inference_mode(), autocast():
-        for views, _ in loader:
-            if model is not None:
-                views = views.to(device, non_blocking=True)
-                last = model.embed(views.contiguous(memory_format=torch.channels_last_3d))
-        if last is not None:
-            last.float().cpu()  # waits for the device
+    for _ in embed_views(
+        dataset, model, points, batch_size=batch_size, device=device, workers=workers
+    ):
+        pass
+    return rate(len(points), time.perf_counter() - start)
+
+
+def loader_alone(
+    dataset: Dataset,
+    points: ViewPoints,
+    spec: ViewSpec,
+    *,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+) -> float:
+    """Views/s of the loader ``embed_views`` uses for ``device``, its consumer idle: the
+    most the extraction can feed."""
+    loader = device_view_loader(
+        dataset, points, spec, device, batch_size=batch_size, workers=workers
+    )
+    start = time.perf_counter()
+    for _ in loader:
+        pass
     return rate(len(points), time.perf_counter() - start)
 
 
@@ -223,14 +228,7 @@ def bench_preset(name: str, dataset: Dataset, points: ViewPoints, args: argparse
         "end_to_end_workers": args.workers,
         "end_to_end_views_per_s": repeated(
             lambda: end_to_end(
-                dataset,
-                timed,
-                spec,
-                model,
-                batch_size=batch,
-                workers=args.workers,
-                device=cpu,
-                autocast=nullcontext,
+                dataset, timed, model, batch_size=batch, workers=args.workers, device=cpu
             ),
             args.cpu_repeats,
         ),
@@ -273,9 +271,9 @@ def bench_cuda(
     )
     del views
     timed = draw(points, args.cuda_views, rng)
-    common = {"batch_size": batch, "workers": args.cuda_workers, "autocast": bf16}
-    loader_alone = end_to_end(dataset, timed, spec, None, device=device, **common)
-    both = end_to_end(dataset, timed, spec, model, device=device, **common)
+    common = {"batch_size": batch, "workers": args.cuda_workers, "device": device}
+    feed = loader_alone(dataset, timed, spec, **common)
+    both = end_to_end(dataset, timed, model, **common)
 
     def share(views_per_s: float) -> dict:
         tflops = views_per_s * flops / 1e12
@@ -293,7 +291,7 @@ def bench_cuda(
         "encoder": share(alone),
         "extraction_workers": args.cuda_workers,
         "end_to_end_views": args.cuda_views,
-        "loader_alone_views_per_s": loader_alone,
+        "loader_alone_views_per_s": feed,
         "end_to_end": share(both),
     }
 

@@ -47,7 +47,7 @@ from .skeleton import (
     skeletonize_volume,
 )
 from .store import EmbeddingStore, EmbeddingTable
-from .views import ViewLoader, ViewPoints
+from .views import ViewLoader, ViewPoints, ViewSpec
 
 Progress = Callable[[int, int], None]
 StoreLike = EmbeddingStore | str | os.PathLike[str]
@@ -397,6 +397,35 @@ def _embed_points(
     return added
 
 
+def device_view_loader(
+    dataset: Dataset,
+    points: ViewPoints,
+    spec: ViewSpec,
+    device: torch.device,
+    *,
+    batch_size: int = 32,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> ViewLoader:
+    """The loader that feeds views to ``device`` as torch tensors.
+
+    To a GPU, views travel as uint8 from page-locked memory: a quarter of the bytes,
+    copied without blocking the host (the model scales them on the device).
+    """
+    cuda = device.type == "cuda"
+    return ViewLoader(
+        dataset,
+        points,
+        spec,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        to_torch=True,
+        pin_memory=cuda,
+        dtype="uint8" if cuda else "float32",
+    )
+
+
 def embed_views(
     dataset: Dataset,
     model: SegclrModel,
@@ -417,18 +446,14 @@ def embed_views(
     target = resolve_device(device)
     model = model.to(target, memory_format=torch.channels_last_3d).eval()
     cuda = target.type == "cuda"
-    # To a GPU, views travel as uint8 from page-locked memory: a quarter of the bytes,
-    # copied without blocking the host; the model scales them on the device.
-    loader = ViewLoader(
+    loader = device_view_loader(
         dataset,
         points,
         model.config,
+        target,
         batch_size=batch_size,
         workers=workers,
         progress=progress,
-        to_torch=True,
-        pin_memory=cuda,
-        dtype="uint8" if cuda else "float32",
     )
     queued: deque[tuple[ViewPoints, torch.Tensor]] = deque()
     for views, batch in loader:

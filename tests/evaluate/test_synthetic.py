@@ -12,7 +12,7 @@ from napari_segclr.evaluate import (
     check_evaluation_seeds,
     evaluation_volume,
 )
-from napari_segclr.evaluate.synthetic import model_inputs, quantise_views
+from napari_segclr.evaluate.synthetic import kept_channels, model_inputs
 from napari_segclr.model import get_preset
 from napari_segclr.synthetic import Neuropil
 
@@ -84,7 +84,7 @@ def test_segments_have_their_true_types_and_fit_the_budget_per_type(volume):
 def test_kept_views_rebuild_every_input_kind():
     rng = np.random.default_rng(0)
     views = np.stack([rng.random((3, 5, 5, 5)), rng.random((3, 5, 5, 5)) > 0.5], axis=1)
-    em, mask = quantise_views(views.astype(np.float32))
+    em, mask = kept_channels(np.rint(views * 255).astype(np.uint8))  # as extract_views cuts
     assert em.dtype == np.uint8 and mask.dtype == bool
     kept = LabelledViews(em, mask, np.array(["a", "b", "a"]), np.full(3, 1000), (1.0, 1.0, 1.0))
     inputs = kept.inputs(np.array([0, 2]), ("em", "mask", "masked_em"))

@@ -74,9 +74,9 @@ from .synthetic import (
     LabelledViews,
     check_evaluation_seeds,
     evaluation_volume,
+    kept_channels,
     labelled_views,
     model_inputs,
-    quantise_views,
 )
 
 REPORT_FORMAT = "napari-segclr/evaluation"
@@ -507,9 +507,10 @@ def _embed_nodes(
         batch_size=config.batch_size,
         workers=config.workers,
         progress=_phase(progress, f"seed {seed}: embed nodes"),
+        dtype="uint8",
     )
     for views, batch in loader:
-        em, mask = quantise_views(views)
+        em, mask = kept_channels(views)
         inputs = model_inputs(em, mask, model.config.input_kinds)
         embeddings[batch.node_ids] = _embed_batch(model, inputs, device)
         features[batch.node_ids] = batch_features(em, mask, spec.voxel_size_nm)

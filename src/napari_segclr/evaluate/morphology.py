@@ -207,6 +207,11 @@ def _provenance(
     }
 
 
+def _check_mask_only(config: ModelConfig) -> None:
+    if config.input_kinds != ("mask",):
+        raise ValueError(f"morphology encoders take mask views only, not {config.input_kinds}")
+
+
 def untrained_morphology_encoder(
     table: MorphologyTable,
     checkpoint: str | os.PathLike[str],
@@ -228,8 +233,7 @@ def untrained_morphology_encoder(
     from ..model import SegclrModel, save_checkpoint
 
     render = render or RenderConfig()
-    if config.input_kinds != ("mask",):
-        raise ValueError(f"morphology encoders take mask views only, not {config.input_kinds}")
+    _check_mask_only(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SegclrModel(config).eval()
@@ -283,10 +287,7 @@ def train_morphology_encoder(
     from ..train import train
 
     render = render or RenderConfig()
-    if train_config.model.input_kinds != ("mask",):
-        raise ValueError(
-            f"morphology encoders take mask views only, not {train_config.model.input_kinds}"
-        )
+    _check_mask_only(train_config.model)
     if minutes is not None and (resume or not 0 < minutes < math.inf):
         raise ValueError("minutes must be a positive number, and cannot be used to resume")
     cells = table.read_cells(

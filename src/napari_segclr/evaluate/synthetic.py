@@ -32,7 +32,7 @@ from ..skeleton import Skeleton, resample
 from ..synthetic import Compartment, Crop, Neuropil, NeuropilConfig, render_dataset
 from ..synthetic.cell_types import CELL_TYPES
 from ..train import skeletons_from_nodes
-from ..views import ViewLoader, ViewPoints, ViewSpec, as_view_spec
+from ..views import UINT8_SCALE, ViewLoader, ViewPoints, ViewSpec, as_view_spec
 
 #: Seeds from here on are never trained on (``examples/train_shipped_model.py`` refuses them).
 FIRST_EVALUATION_SEED = 1000
@@ -334,9 +334,10 @@ def evaluation_volume(
 KEPT_KINDS = ("em", "mask")
 
 
-def quantise_views(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 EM (×255) and bool mask of float views (B, 2, Z, Y, X) with :data:`KEPT_KINDS`."""
-    return np.rint(np.clip(views[:, 0], 0, 1) * 255).astype(np.uint8), views[:, 1] > 0.5
+def kept_channels(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 EM and bool mask of uint8 views (B, 2, Z, Y, X) with :data:`KEPT_KINDS`,
+    as ``extract_views(..., dtype="uint8")`` cuts them."""
+    return views[:, 0], views[:, 1] > 0
 
 
 def model_inputs(em: np.ndarray, mask: np.ndarray, input_kinds: Sequence[str]) -> np.ndarray:
@@ -349,7 +350,7 @@ def model_inputs(em: np.ndarray, mask: np.ndarray, input_kinds: Sequence[str]) -
         if kind == "mask":
             out[:, channel] = mask
             continue
-        np.multiply(em, np.float32(1 / 255), out=out[:, channel])
+        np.multiply(em, np.float32(1 / UINT8_SCALE), out=out[:, channel])
         if kind == "masked_em":
             out[:, channel] *= mask
     return out
@@ -429,8 +430,9 @@ def labelled_views(
         batch_size=batch_size,
         workers=workers,
         progress=progress,
+        dtype="uint8",
     )
     for views, points in loader:
-        em[points.node_ids], mask[points.node_ids] = quantise_views(views)  # node id = view index
+        em[points.node_ids], mask[points.node_ids] = kept_channels(views)  # node id = view index
     seeds = np.full(n, volume.seed)
     return LabelledViews(em, mask, volume.view_labels, seeds, spec.voxel_size_nm)
